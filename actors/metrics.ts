@@ -1,0 +1,145 @@
+/**
+ * The Prometheus metrics of sluice (names from shared/DESIGN.md §3 and the
+ * runbooks). One registry per process; every module imports the metric it
+ * updates from here, so names are defined once. Never label by a per-record
+ * value (trace id, key).
+ *
+ * @module
+ */
+import client from "prom-client";
+
+/** The registry served on `GET /metrics`. */
+export const registry = new client.Registry();
+client.collectDefaultMetrics({ register: registry });
+
+const r = [registry];
+
+/** Final outcomes: `delivered`, `dead_lettered`, `skipped_duplicate`. */
+export const requestsTotal = new client.Counter({
+  name: "requests_total",
+  help: "Records finished, by outcome",
+  labelNames: ["outcome"] as const,
+  registers: r,
+});
+/** Errors by kind (`http_4xx`, `http_5xx`, `timeout`, `network`, `deserialization`, ...). */
+export const errorsTotal = new client.Counter({
+  name: "errors_total",
+  help: "Upstream and processing errors, by kind",
+  labelNames: ["kind"] as const,
+  registers: r,
+});
+/** Timeouts by kind: `connect`, `read`, `global`. */
+export const timeoutsTotal = new client.Counter({
+  name: "timeouts_total",
+  help: "Upstream timeouts, by timeout type",
+  labelNames: ["timeout_type"] as const,
+  registers: r,
+});
+export const retriesTotal = new client.Counter({
+  name: "retries_total",
+  help: "Upstream call retries",
+  registers: r,
+});
+export const requestLatency = new client.Histogram({
+  name: "request_latency_seconds",
+  help: "Upstream call latency, per attempt",
+  buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.4, 0.5, 1, 2.5],
+  registers: r,
+});
+export const inflightRequests = new client.Gauge({
+  name: "inflight_requests",
+  help: "Upstream calls in flight",
+  registers: r,
+});
+export const queueDepth = new client.Gauge({
+  name: "queue_depth",
+  help: "Records fetched and not yet finished, per partition",
+  labelNames: ["topic", "partition"] as const,
+  registers: r,
+});
+export const circuitState = new client.Gauge({
+  name: "circuit_state",
+  help: "Circuit breaker state: 0 closed, 1 half-open, 2 open",
+  registers: r,
+});
+export const rateLimitTokens = new client.Gauge({
+  name: "rate_limit_tokens",
+  help: "Tokens left in the rate limiter bucket",
+  registers: r,
+});
+export const auditWritesTotal = new client.Counter({
+  name: "audit_writes_total",
+  help: "Audit events uploaded to the audit store",
+  registers: r,
+});
+export const auditWriteErrorsTotal = new client.Counter({
+  name: "audit_write_errors_total",
+  help: "Failed audit batch uploads",
+  registers: r,
+});
+export const auditBacklogDepth = new client.Gauge({
+  name: "audit_backlog_depth",
+  help: "Audit events durable in the local spool, not yet uploaded",
+  registers: r,
+});
+export const auditSpoolBytes = new client.Gauge({
+  name: "audit_spool_bytes",
+  help: "Bytes in the local audit spool",
+  registers: r,
+});
+export const auditFlushLag = new client.Gauge({
+  name: "audit_flush_lag_seconds",
+  help: "Age of the oldest audit event not yet uploaded",
+  registers: r,
+});
+export const kafkaConsumerLag = new client.Gauge({
+  name: "kafka_consumer_lag",
+  help: "High watermark minus committed offset, per partition",
+  labelNames: ["topic", "partition"] as const,
+  registers: r,
+});
+export const kafkaRebalancesTotal = new client.Counter({
+  name: "kafka_consumer_rebalances_total",
+  help: "Consumer group rebalances seen",
+  registers: r,
+});
+export const kafkaDlqMessagesTotal = new client.Counter({
+  name: "kafka_dlq_messages_total",
+  help: "Dead letters published, by failure reason",
+  labelNames: ["failure_reason"] as const,
+  registers: r,
+});
+export const kafkaProcessingDuration = new client.Histogram({
+  name: "kafka_message_processing_duration_seconds",
+  help: "Time from fetch to final outcome, per record",
+  buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+  registers: r,
+});
+export const actorRestartsTotal = new client.Counter({
+  name: "actor_restarts_total",
+  help: "Supervisor restarts, by actor",
+  labelNames: ["actor"] as const,
+  registers: r,
+});
+export const shutdownPhaseDuration = new client.Gauge({
+  name: "shutdown_phase_duration_seconds",
+  help: "Duration of each graceful shutdown phase",
+  labelNames: ["phase"] as const,
+  registers: r,
+});
+export const wsClients = new client.Gauge({
+  name: "ws_clients",
+  help: "Connected WebSocket clients (events and inspector)",
+  registers: r,
+});
+export const wsDroppedEventsTotal = new client.Counter({
+  name: "ws_dropped_events_total",
+  help: "WebSocket events dropped for slow clients (drop-oldest)",
+  registers: r,
+});
+export const replayRecordsTotal = new client.Counter({
+  name: "replay_records_total",
+  help: "Records handled by replays, by result",
+  labelNames: ["result"] as const,
+  registers: r,
+});

@@ -1,0 +1,533 @@
+/**
+ * sluice's configuration: one declarative schema, validated once at start.
+ *
+ * Every option has a name, an environment variable (always `SLUICE_`-prefixed),
+ * a type, a default and a one-line doc. {@link loadConfig} reads the
+ * environment, reports every problem at once in a {@link ConfigError}, and
+ * returns a frozen {@link Config}. The README's configuration table is checked
+ * against {@link CONFIG_SCHEMA} by `tests/config_test.ts`.
+ *
+ * The config lives beside the supervisor tree because the tree is what is
+ * built from it: every actor receives its slice of the config from there.
+ *
+ * @module
+ */
+
+/** The kinds of value an option can take. */
+export type OptionType =
+  | "string"
+  | "secret"
+  | "int"
+  | "number"
+  | "bool"
+  | "list"
+  | "url"
+  | "enum";
+
+/** One entry of the schema. */
+export interface OptionSpec {
+  /** Key in the {@link Config} object. */
+  readonly key: string;
+  /** Environment variable. */
+  readonly env: string;
+  readonly type: OptionType;
+  /** Default value (already parsed); `undefined` means "unset". */
+  readonly default: unknown;
+  /** One line for the README and `--help`. */
+  readonly doc: string;
+  /** Allowed values, for `enum`. */
+  readonly choices?: readonly string[];
+  /** Inclusive bounds, for `int` and `number`. */
+  readonly min?: number;
+  readonly max?: number;
+}
+
+const MiB = 1024 * 1024;
+
+/**
+ * The schema. Order is the order of the README table and of `--print-config`.
+ */
+export const CONFIG_SCHEMA = [
+  // Kafka
+  {
+    key: "kafkaBrokers",
+    env: "SLUICE_KAFKA_BROKERS",
+    type: "list",
+    default: [],
+    doc: "Kafka bootstrap servers, comma-separated; unset = embedded in-process log",
+  },
+  {
+    key: "topics",
+    env: "SLUICE_TOPICS",
+    type: "list",
+    default: ["events"],
+    doc: "Topics to consume, comma-separated; dead letters go to `<topic><dlq suffix>`",
+  },
+  {
+    key: "groupId",
+    env: "SLUICE_GROUP_ID",
+    type: "string",
+    default: "sluice",
+    doc: "Kafka consumer group id",
+  },
+  {
+    key: "clientId",
+    env: "SLUICE_CLIENT_ID",
+    type: "string",
+    default: "sluice",
+    doc: "Kafka client id (also the `processing_host` prefix in dead letters)",
+  },
+  {
+    key: "dlqSuffix",
+    env: "SLUICE_DLQ_SUFFIX",
+    type: "string",
+    default: "-dlq",
+    doc: "Suffix of the dead-letter topic",
+  },
+  {
+    key: "embeddedPartitions",
+    env: "SLUICE_EMBEDDED_PARTITIONS",
+    type: "int",
+    default: 3,
+    min: 1,
+    max: 256,
+    doc: "Partitions per topic of the embedded log (local mode only)",
+  },
+  // Pipeline
+  {
+    key: "orderingMode",
+    env: "SLUICE_ORDERING",
+    type: "enum",
+    choices: ["partition", "key", "none"],
+    default: "partition",
+    doc: "Ordering: `partition` (strict), `key` (in order per key), `none`",
+  },
+  {
+    key: "maxInflight",
+    env: "SLUICE_MAX_INFLIGHT",
+    type: "int",
+    default: 64,
+    min: 1,
+    max: 100_000,
+    doc: "Records in flight per partition before the partition is paused",
+  },
+  {
+    key: "maxRecordBytes",
+    env: "SLUICE_MAX_RECORD_BYTES",
+    type: "int",
+    default: 1 * MiB,
+    min: 1,
+    doc: "Largest record value accepted; larger ones are dead-lettered (VALIDATION_ERROR)",
+  },
+  {
+    key: "rateLimit",
+    env: "SLUICE_RATE_LIMIT",
+    type: "number",
+    default: 1000,
+    min: 0,
+    doc: "Records per second sent upstream (token bucket); 0 = unlimited",
+  },
+  {
+    key: "rateBurst",
+    env: "SLUICE_RATE_BURST",
+    type: "int",
+    default: 100,
+    min: 1,
+    doc: "Token bucket size (burst)",
+  },
+  // Upstream
+  {
+    key: "upstreamUrl",
+    env: "SLUICE_UPSTREAM_URL",
+    type: "url",
+    default: undefined,
+    doc: "Upstream endpoint each record is POSTed to; unset = simulated upstream",
+  },
+  {
+    key: "connectTimeoutMs",
+    env: "SLUICE_CONNECT_TIMEOUT_MS",
+    type: "int",
+    default: 2000,
+    min: 1,
+    doc: "Upstream connect timeout (ms)",
+  },
+  {
+    key: "readTimeoutMs",
+    env: "SLUICE_READ_TIMEOUT_MS",
+    type: "int",
+    default: 5000,
+    min: 1,
+    doc: "Upstream read timeout: from request sent to full response (ms)",
+  },
+  {
+    key: "globalTimeoutMs",
+    env: "SLUICE_GLOBAL_TIMEOUT_MS",
+    type: "int",
+    default: 30000,
+    min: 1,
+    doc: "Upper bound for one record's delivery, all retries included (ms)",
+  },
+  {
+    key: "maxRetries",
+    env: "SLUICE_MAX_RETRIES",
+    type: "int",
+    default: 3,
+    min: 0,
+    max: 100,
+    doc: "Retries for 408/429/5xx/timeouts before dead-lettering",
+  },
+  {
+    key: "retryBaseMs",
+    env: "SLUICE_RETRY_BASE_MS",
+    type: "int",
+    default: 100,
+    min: 1,
+    doc: "First retry backoff (ms); doubles each retry, with full jitter",
+  },
+  {
+    key: "retryMaxMs",
+    env: "SLUICE_RETRY_MAX_MS",
+    type: "int",
+    default: 5000,
+    min: 1,
+    doc: "Largest retry backoff (ms)",
+  },
+  // Circuit breaker
+  {
+    key: "breakerPolicy",
+    env: "SLUICE_BREAKER_POLICY",
+    type: "enum",
+    choices: ["pause", "dlq"],
+    default: "pause",
+    doc: "While open: `pause` partitions (lag grows) or `dlq` (dead-letter with CIRCUIT_OPEN)",
+  },
+  {
+    key: "breakerErrorPercent",
+    env: "SLUICE_BREAKER_ERROR_PERCENT",
+    type: "number",
+    default: 50,
+    min: 1,
+    max: 100,
+    doc: "Failure percentage over the rolling window that opens the breaker",
+  },
+  {
+    key: "breakerVolume",
+    env: "SLUICE_BREAKER_VOLUME",
+    type: "int",
+    default: 10,
+    min: 1,
+    doc: "Calls in the rolling window before the breaker may open",
+  },
+  {
+    key: "breakerWindowMs",
+    env: "SLUICE_BREAKER_WINDOW_MS",
+    type: "int",
+    default: 10000,
+    min: 100,
+    doc: "Rolling window of the breaker statistics (ms)",
+  },
+  {
+    key: "breakerResetMs",
+    env: "SLUICE_BREAKER_RESET_MS",
+    type: "int",
+    default: 10000,
+    min: 10,
+    doc: "Time open before a half-open probe (ms)",
+  },
+  // Audit
+  {
+    key: "s3Endpoint",
+    env: "SLUICE_S3_ENDPOINT",
+    type: "url",
+    default: undefined,
+    doc: "S3 / Ceph RGW endpoint; unset = local audit store under `<data dir>/audit`",
+  },
+  {
+    key: "s3Bucket",
+    env: "SLUICE_S3_BUCKET",
+    type: "string",
+    default: "sluice-audit",
+    doc: "Audit bucket (created at start when missing)",
+  },
+  {
+    key: "s3Region",
+    env: "SLUICE_S3_REGION",
+    type: "string",
+    default: "us-east-1",
+    doc: "S3 region",
+  },
+  {
+    key: "s3AccessKey",
+    env: "SLUICE_S3_ACCESS_KEY",
+    type: "secret",
+    default: undefined,
+    doc: "S3 access key",
+  },
+  {
+    key: "s3SecretKey",
+    env: "SLUICE_S3_SECRET_KEY",
+    type: "secret",
+    default: undefined,
+    doc: "S3 secret key",
+  },
+  {
+    key: "auditPrefix",
+    env: "SLUICE_AUDIT_PREFIX",
+    type: "string",
+    default: "audit",
+    doc: "Object key prefix of audit batches",
+  },
+  {
+    key: "auditBatchEvents",
+    env: "SLUICE_AUDIT_BATCH_EVENTS",
+    type: "int",
+    default: 5000,
+    min: 1,
+    doc: "Upload a batch when it holds this many events",
+  },
+  {
+    key: "auditBatchBytes",
+    env: "SLUICE_AUDIT_BATCH_BYTES",
+    type: "int",
+    default: 4 * MiB,
+    min: 1024,
+    doc: "Upload a batch when it holds this many bytes (uncompressed)",
+  },
+  {
+    key: "auditBatchAgeMs",
+    env: "SLUICE_AUDIT_BATCH_AGE_MS",
+    type: "int",
+    default: 5000,
+    min: 10,
+    doc: "Upload a batch when its oldest event is this old (ms)",
+  },
+  {
+    key: "auditSpoolBudgetBytes",
+    env: "SLUICE_AUDIT_SPOOL_BUDGET_BYTES",
+    type: "int",
+    default: 1024 * MiB,
+    min: 1024,
+    doc: "Local spool disk budget; past it consumption pauses (backpressure)",
+  },
+  // Storage and HTTP
+  {
+    key: "dataDir",
+    env: "SLUICE_DATA_DIR",
+    type: "string",
+    default: "./data",
+    doc: "Spool, idempotency store (Deno KV) and local audit store",
+  },
+  {
+    key: "httpPort",
+    env: "SLUICE_HTTP_PORT",
+    type: "int",
+    default: 9090,
+    min: 0,
+    max: 65535,
+    doc: "HTTP port (health, metrics, WebSocket, control, inspector)",
+  },
+  {
+    key: "httpHost",
+    env: "SLUICE_HTTP_HOST",
+    type: "string",
+    default: "0.0.0.0",
+    doc: "HTTP listen address",
+  },
+  {
+    key: "controlToken",
+    env: "SLUICE_CONTROL_TOKEN",
+    type: "secret",
+    default: undefined,
+    doc: "Bearer token for /control and /dlq; unset = those routes answer loopback only",
+  },
+  {
+    key: "shutdownDrainMs",
+    env: "SLUICE_SHUTDOWN_DRAIN_MS",
+    type: "int",
+    default: 15000,
+    min: 1,
+    doc: "Shutdown: deadline to finish in-flight records (ms)",
+  },
+  {
+    key: "shutdownCommitMs",
+    env: "SLUICE_SHUTDOWN_COMMIT_MS",
+    type: "int",
+    default: 5000,
+    min: 1,
+    doc: "Shutdown: deadline to commit offsets and leave the group (ms)",
+  },
+  {
+    key: "shutdownFlushMs",
+    env: "SLUICE_SHUTDOWN_FLUSH_MS",
+    type: "int",
+    default: 10000,
+    min: 1,
+    doc: "Shutdown: deadline to flush the audit spool to the store (ms)",
+  },
+  // Logging
+  {
+    key: "logLevel",
+    env: "SLUICE_LOG_LEVEL",
+    type: "enum",
+    choices: ["debug", "info", "warn", "error"],
+    default: "info",
+    doc: "Log level",
+  },
+  {
+    key: "logFormat",
+    env: "SLUICE_LOG_FORMAT",
+    type: "enum",
+    choices: ["json", "pretty"],
+    default: "json",
+    doc: "Log format: one JSON object per line, or human-readable",
+  },
+] as const satisfies readonly OptionSpec[];
+
+type Spec = (typeof CONFIG_SCHEMA)[number];
+type ValueOf<S extends Spec> = S["type"] extends "int" | "number" ? number
+  : S["type"] extends "bool" ? boolean
+  : S["type"] extends "list" ? string[]
+  : S["type"] extends "enum" ? S extends { choices: readonly (infer C)[] } ? C : string
+  : S["default"] extends undefined ? string | undefined
+  : string;
+
+/** The validated configuration. */
+export type Config = { readonly [S in Spec as S["key"]]: ValueOf<S> };
+
+/** Every problem found in the environment, reported at once. */
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
+    this.name = "ConfigError";
+  }
+}
+
+function parseValue(spec: OptionSpec, raw: string): { value?: unknown; problem?: string } {
+  const where = `${spec.env}=${JSON.stringify(raw)}`;
+  switch (spec.type) {
+    case "string":
+    case "secret":
+      if (raw.trim() === "") return { problem: `${where}: must not be empty` };
+      return { value: raw.trim() };
+    case "int":
+    case "number": {
+      const n = Number(raw.trim());
+      if (
+        raw.trim() === "" || !Number.isFinite(n) || (spec.type === "int" && !Number.isInteger(n))
+      ) {
+        return { problem: `${where}: expected ${spec.type === "int" ? "an integer" : "a number"}` };
+      }
+      if (spec.min !== undefined && n < spec.min) {
+        return { problem: `${where}: must be at least ${spec.min}` };
+      }
+      if (spec.max !== undefined && n > spec.max) {
+        return { problem: `${where}: must be at most ${spec.max}` };
+      }
+      return { value: n };
+    }
+    case "bool": {
+      const v = raw.trim().toLowerCase();
+      if (["1", "true", "yes", "on"].includes(v)) return { value: true };
+      if (["0", "false", "no", "off"].includes(v)) return { value: false };
+      return { problem: `${where}: expected true or false` };
+    }
+    case "list": {
+      const items = raw.split(",").map((s) => s.trim()).filter((s) => s !== "");
+      if (items.length === 0) return { problem: `${where}: expected a comma-separated list` };
+      return { value: items };
+    }
+    case "url": {
+      try {
+        const u = new URL(raw.trim());
+        if (u.protocol !== "http:" && u.protocol !== "https:") {
+          return { problem: `${where}: expected an http:// or https:// URL` };
+        }
+        return { value: u.toString() };
+      } catch {
+        return { problem: `${where}: expected an http:// or https:// URL` };
+      }
+    }
+    case "enum": {
+      const v = raw.trim();
+      if (!spec.choices?.includes(v)) {
+        return { problem: `${where}: expected one of ${spec.choices?.join(", ")}` };
+      }
+      return { value: v };
+    }
+  }
+}
+
+/**
+ * Reads and validates the configuration from `env` (default: the process
+ * environment). Unknown `SLUICE_` variables are reported too, since a typo
+ * there silently changes behaviour.
+ *
+ * @throws {ConfigError} listing every problem.
+ */
+export function loadConfig(
+  env: Record<string, string | undefined> = Deno.env.toObject(),
+  overrides: Partial<Record<string, unknown>> = {},
+): Config {
+  const problems: string[] = [];
+  const out: Record<string, unknown> = {};
+  const known = new Set<string>(CONFIG_SCHEMA.map((s) => s.env));
+  for (const spec of CONFIG_SCHEMA as readonly OptionSpec[]) {
+    const raw = env[spec.env];
+    if (raw === undefined || (raw === "" && spec.default === undefined)) {
+      out[spec.key] = spec.default;
+      continue;
+    }
+    const { value, problem } = parseValue(spec, raw);
+    if (problem) problems.push(problem);
+    else out[spec.key] = value;
+  }
+  for (const name of Object.keys(env)) {
+    if (name.startsWith("SLUICE_") && !known.has(name) && !IGNORED_ENV.has(name)) {
+      problems.push(`${name}: unknown variable (see \`sluice start --help\` for the list)`);
+    }
+  }
+  Object.assign(out, overrides);
+  if (out.s3Endpoint !== undefined) {
+    if (out.s3AccessKey === undefined) {
+      problems.push("SLUICE_S3_ACCESS_KEY: required when SLUICE_S3_ENDPOINT is set");
+    }
+    if (out.s3SecretKey === undefined) {
+      problems.push("SLUICE_S3_SECRET_KEY: required when SLUICE_S3_ENDPOINT is set");
+    }
+  }
+  if ((out.retryMaxMs as number) < (out.retryBaseMs as number)) {
+    problems.push("SLUICE_RETRY_MAX_MS: must be at least SLUICE_RETRY_BASE_MS");
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  return Object.freeze(out) as unknown as Config;
+}
+
+/** `SLUICE_` variables read by tools rather than by the service. */
+const IGNORED_ENV = new Set(["SLUICE_URL", "SLUICE_TEST_KEEP", "SLUICE_TEST_CACHE"]);
+
+/** The effective configuration as printable lines, secrets masked. */
+export function describeConfig(config: Config): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const spec of CONFIG_SCHEMA as readonly OptionSpec[]) {
+    const v = (config as Record<string, unknown>)[spec.key];
+    out[spec.env] = spec.type === "secret" && v !== undefined ? "********" : v ?? null;
+  }
+  return out;
+}
+
+/** The schema as a Markdown table (used by the README check). */
+export function configTable(): string {
+  const rows = (CONFIG_SCHEMA as readonly OptionSpec[]).map((s) => {
+    const d = s.default === undefined
+      ? "(unset)"
+      : Array.isArray(s.default)
+      ? `\`${s.default.join(",") || "(unset)"}\``
+      : `\`${String(s.default)}\``;
+    return `| \`${s.env}\` | ${
+      s.type === "enum" ? s.choices?.join(" \\| ") : s.type
+    } | ${d} | ${s.doc} |`;
+  });
+  return ["| Variable | Type | Default | Meaning |", "| --- | --- | --- | --- |", ...rows].join(
+    "\n",
+  );
+}
