@@ -42,7 +42,7 @@ const registryListeners = new Set<RegistryListener>();
 
 function inspect(event: InspectionEvent): void {
   if (inspectionListeners.size === 0) return;
-  const id = byRef.get(event.actorRef);
+  const id = byRef.get(event.actorRef as AnyActorRef);
   for (const l of inspectionListeners) {
     try {
       l(event, id);
