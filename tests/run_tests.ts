@@ -1,0 +1,143 @@
+/**
+ * The test command (`deno task test`): installs what the tests need, starts a
+ * real Kafka broker and a real Ceph RGW in parallel, runs `deno test` on the
+ * test files with their connection settings, prints the infrastructure's log
+ * tails when a test fails, stops every process it started (also on Ctrl-C),
+ * and ends with the line `N passed, N failed`.
+ *
+ * ```
+ * deno task test                       # every tests/**\/*_test.ts
+ * deno task test tests/smoke_test.ts   # some files
+ * deno task test --hold                # start the infrastructure and wait (for development):
+ *                                      # run tests from another shell with the printed SLUICE_TEST_STATE
+ * ```
+ *
+ * Environment: `SLUICE_TEST_CACHE` (Maven cache, default ~/.cache/sluice-test),
+ * `SLUICE_TEST_KEEP=1` keeps the run directory (logs, data) after the run.
+ *
+ * @module
+ */
+import {
+  ensureDebianPackages,
+  type InfraState,
+  logTails,
+  startInfra,
+  stopInfra,
+} from "./harness/infra.ts";
+
+const started = Date.now();
+const say = (s: string) =>
+  console.log(`[run_tests +${((Date.now() - started) / 1000).toFixed(1)}s] ${s}`);
+
+function testFiles(args: string[]): string[] {
+  const files = args.filter((a) => !a.startsWith("-"));
+  if (files.length > 0) return files;
+  const found: string[] = [];
+  const walk = (dir: string) => {
+    for (const e of Deno.readDirSync(dir)) {
+      const p = `${dir}/${e.name}`;
+      if (e.isDirectory && e.name !== "harness" && e.name !== "fixtures") walk(p);
+      else if (e.isFile && e.name.endsWith("_test.ts")) found.push(p);
+    }
+  };
+  walk(new URL(".", import.meta.url).pathname.replace(/\/$/, ""));
+  return found.sort();
+}
+
+let state: InfraState | undefined;
+let child: Deno.ChildProcess | undefined;
+let stopping = false;
+
+async function cleanup(): Promise<number> {
+  if (child) {
+    try {
+      Deno.kill(-child.pid, "SIGTERM");
+    } catch {
+      // Already gone.
+    }
+  }
+  if (!state) return 0;
+  const s = state;
+  state = undefined;
+  const left = await stopInfra(s, Deno.env.get("SLUICE_TEST_KEEP") === "1");
+  if (left > 0) say(`WARNING: ${left} infrastructure processes could not be stopped`);
+  else say("infrastructure stopped");
+  return left;
+}
+
+function onSignal(sig: Deno.Signal) {
+  return async () => {
+    if (stopping) return;
+    stopping = true;
+    say(`${sig}: stopping the tests and the infrastructure`);
+    await cleanup();
+    console.log("0 passed, 1 failed");
+    Deno.exit(130);
+  };
+}
+Deno.addSignalListener("SIGINT", onSignal("SIGINT"));
+Deno.addSignalListener("SIGTERM", onSignal("SIGTERM"));
+
+async function main(): Promise<number> {
+  const args = Deno.args;
+  const hold = args.includes("--hold");
+  const files = testFiles(args);
+  try {
+    await ensureDebianPackages(say);
+    say("starting Kafka and Ceph RGW");
+    state = await startInfra(say);
+  } catch (e) {
+    say(`the test infrastructure did not start: ${e instanceof Error ? e.message : e}`);
+    if (state) console.log(logTails(state));
+    await cleanup();
+    console.log("0 passed, 1 failed");
+    return 1;
+  }
+  const env = {
+    SLUICE_TEST_STATE: `${state.runDir}/state.json`,
+    SLUICE_TEST_DAEMONS: state.ledger,
+  };
+  if (hold) {
+    say(
+      `infrastructure ready; in another shell:\n  export SLUICE_TEST_STATE=${env.SLUICE_TEST_STATE} SLUICE_TEST_DAEMONS=${env.SLUICE_TEST_DAEMONS}\n  deno test -A tests/<file>\nCtrl-C stops it.`,
+    );
+    await new Promise(() => {});
+  }
+  say(`running ${files.length} test files`);
+  child = new Deno.Command("setsid", {
+    args: [Deno.execPath(), "test", "--allow-all", ...files],
+    env,
+    stdout: "piped",
+    stderr: "inherit",
+    stdin: "null",
+  }).spawn();
+  let passed = 0, failed = 0, summary = false, buffered = "";
+  const decoder = new TextDecoder();
+  for await (const chunk of child.stdout) {
+    const text = decoder.decode(chunk, { stream: true });
+    await Deno.stdout.write(chunk);
+    buffered = (buffered + text).slice(-4000);
+  }
+  const status = await child.status;
+  child = undefined;
+  // deno test ends with "ok | 12 passed (3 steps) | 0 failed (1m2s)" or "FAILED | ...".
+  const plain = buffered.replace(/\x1b\[[0-9;]*m/g, "");
+  const m = /(?:ok|FAILED) \| (\d+) passed(?: \(\d+ steps?\))? \| (\d+) failed/.exec(plain);
+  if (m) {
+    passed = Number(m[1]);
+    failed = Number(m[2]);
+    summary = true;
+  }
+  if (!summary && !status.success) failed = Math.max(failed, 1);
+  if (!status.success && state) {
+    say("tests failed: infrastructure log tails follow");
+    console.log(logTails(state));
+  }
+  const left = await cleanup();
+  if (left > 0) failed += 1;
+  say(`done in ${((Date.now() - started) / 1000).toFixed(0)} s`);
+  console.log(`${passed} passed, ${failed} failed`);
+  return status.success && left === 0 && failed === 0 ? 0 : 1;
+}
+
+Deno.exit(await main());
