@@ -521,7 +521,7 @@ export function configTable(): string {
     const d = s.default === undefined
       ? "(unset)"
       : Array.isArray(s.default)
-      ? `\`${s.default.join(",") || "(unset)"}\``
+      ? (s.default.length ? `\`${s.default.join(",")}\`` : "(unset)")
       : `\`${String(s.default)}\``;
     return `| \`${s.env}\` | ${
       s.type === "enum" ? s.choices?.join(" \\| ") : s.type

@@ -1,0 +1,435 @@
+/**
+ * The real-Kafka {@link LogClient}, on kafkajs 2.2.4.
+ *
+ * Consumption uses `eachBatch` with manual offset resolution
+ * (`eachBatchAutoResolve: false`, `autoCommit: false`): a batch resolves and
+ * commits only the offsets whose records are finished. Group generations are
+ * counted on every join; a batch fetched in an older generation, or for a
+ * partition no longer assigned, is stale and never commits (fencing).
+ *
+ * @module
+ */
+import {
+  type Admin,
+  type Consumer,
+  type EachBatchPayload,
+  Kafka,
+  type KafkaMessage,
+  logLevel,
+  type Producer,
+} from "kafkajs";
+import { logger } from "./log.ts";
+import type { SourceRecord } from "./record.ts";
+import { kafkaRebalancesTotal } from "./metrics.ts";
+import type {
+  Batch,
+  BatchHandler,
+  LogAdmin,
+  LogClient,
+  LogConsumer,
+  LogProducer,
+  OutgoingMessage,
+  PartitionOffset,
+  RangeReader,
+  TopicPartition,
+} from "./source.ts";
+
+const log = logger("kafka");
+
+/** Options of {@link createKafkaLog}. */
+export interface KafkaLogOptions {
+  brokers: string[];
+  /** Default `sluice`. */
+  clientId?: string;
+  /** Consumer session timeout (ms); default 30 000. */
+  sessionTimeoutMs?: number;
+  /** Largest fetch per partition (bytes); default 1 MiB. */
+  maxBytesPerPartition?: number;
+}
+
+const LEVELS: Record<number, "error" | "warn" | "info" | "debug"> = {
+  [logLevel.ERROR]: "error",
+  [logLevel.WARN]: "warn",
+  [logLevel.INFO]: "info",
+  [logLevel.DEBUG]: "debug",
+};
+
+function toRecord(topic: string, partition: number, m: KafkaMessage): SourceRecord {
+  const headers: Record<string, string> = {};
+  for (const [k, v] of Object.entries(m.headers ?? {})) {
+    if (v === undefined) continue;
+    const one = Array.isArray(v) ? v[v.length - 1] : v;
+    headers[k] = typeof one === "string" ? one : one.toString("utf8");
+  }
+  return {
+    topic,
+    partition,
+    offset: m.offset,
+    key: m.key ? new Uint8Array(m.key.buffer, m.key.byteOffset, m.key.byteLength) : null,
+    value: m.value ? new Uint8Array(m.value.buffer, m.value.byteOffset, m.value.byteLength) : null,
+    headers,
+    timestamp: m.timestamp,
+  };
+}
+
+function toBuffer(v: Uint8Array | string | null): Buffer | string | null {
+  if (v === null || typeof v === "string") return v;
+  return Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+}
+
+/** Creates the kafkajs-backed log. Nothing connects until used. */
+export function createKafkaLog(opts: KafkaLogOptions): LogClient {
+  const clientId = opts.clientId ?? "sluice";
+  const kafka = new Kafka({
+    clientId,
+    brokers: opts.brokers,
+    logLevel: logLevel.WARN,
+    retry: { initialRetryTime: 300, retries: 8, maxRetryTime: 10_000 },
+    logCreator: () => ({ namespace, level, log: entry }) => {
+      const { message, ...rest } = entry;
+      // kafkajs logs every retried request at ERROR; they are warnings until a crash.
+      const lvl = LEVELS[level] === "error" ? "warn" : LEVELS[level] ?? "info";
+      log[lvl](`${namespace}: ${message}`, rest);
+    },
+  });
+  const open = new Set<{ disconnect(): Promise<void> }>();
+
+  let sharedAdmin: Promise<Admin> | undefined;
+  function adminClient(): Promise<Admin> {
+    sharedAdmin ??= (async () => {
+      const a = kafka.admin();
+      await a.connect();
+      open.add(a);
+      return a;
+    })().catch((e) => {
+      sharedAdmin = undefined;
+      throw e;
+    });
+    return sharedAdmin;
+  }
+
+  const readRange: RangeReader = (tp, range) => readKafkaRange(kafka, clientId, tp, range);
+
+  return {
+    kind: "kafka",
+    description: `Kafka ${opts.brokers.join(",")}`,
+    consumer(groupId) {
+      const c = new KafkaGroupConsumer(kafka, groupId, opts);
+      open.add(c);
+      return c;
+    },
+    async producer() {
+      const p = kafka.producer({
+        allowAutoTopicCreation: false,
+        idempotent: true,
+        maxInFlightRequests: 1,
+      });
+      await p.connect();
+      const wrapped = new KafkaProducer(p);
+      open.add(wrapped);
+      return wrapped;
+    },
+    async admin() {
+      return new KafkaAdmin(await adminClient());
+    },
+    readRange,
+    async ping() {
+      try {
+        const a = await adminClient();
+        await a.describeCluster();
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    async close() {
+      await Promise.allSettled([...open].map((c) => c.disconnect()));
+      open.clear();
+      sharedAdmin = undefined;
+    },
+  };
+}
+
+class KafkaProducer implements LogProducer {
+  constructor(private readonly p: Producer) {}
+  async send(topic: string, messages: OutgoingMessage[]): Promise<void> {
+    await this.p.send({
+      topic,
+      acks: -1,
+      messages: messages.map((m) => ({
+        key: toBuffer(m.key),
+        value: toBuffer(m.value),
+        headers: m.headers,
+        partition: m.partition,
+        timestamp: m.timestamp,
+      })),
+    });
+  }
+  disconnect(): Promise<void> {
+    return this.p.disconnect();
+  }
+}
+
+class KafkaAdmin implements LogAdmin {
+  constructor(private readonly a: Admin) {}
+  async ensureTopics(topics: { topic: string; partitions: number }[]): Promise<void> {
+    const existing = new Set(await this.a.listTopics());
+    const missing = topics.filter((t) => !existing.has(t.topic));
+    if (missing.length === 0) return;
+    await this.a.createTopics({
+      topics: missing.map((t) => ({ topic: t.topic, numPartitions: t.partitions })),
+      waitForLeaders: true,
+    });
+  }
+  async partitions(topic: string): Promise<number[]> {
+    const existing = await this.a.listTopics();
+    if (!existing.includes(topic)) throw new Error(`Unknown topic: ${topic}`);
+    const md = await this.a.fetchTopicMetadata({ topics: [topic] });
+    return md.topics[0].partitions.map((p) => p.partitionId).sort((a, b) => a - b);
+  }
+  async offsetsForTimes(topic: string, timestamp: number): Promise<PartitionOffset[]> {
+    const [at, high] = await Promise.all([
+      this.a.fetchTopicOffsetsByTimestamp(topic, timestamp),
+      this.highWatermarks(topic),
+    ]);
+    const highBy = new Map(high.map((h) => [h.partition, h.offset]));
+    return at.map((o) => ({
+      partition: o.partition,
+      offset: Number(o.offset) < 0 ? highBy.get(o.partition) ?? "0" : o.offset,
+    }));
+  }
+  async highWatermarks(topic: string): Promise<PartitionOffset[]> {
+    const offs = await this.a.fetchTopicOffsets(topic);
+    return offs.map((o) => ({ partition: o.partition, offset: o.high }));
+  }
+  async committed(groupId: string, topic: string): Promise<PartitionOffset[]> {
+    const res = await this.a.fetchOffsets({ groupId, topics: [topic] });
+    return (res[0]?.partitions ?? []).map((p) => ({ partition: p.partition, offset: p.offset }));
+  }
+  disconnect(): Promise<void> {
+    // The admin client is shared by the LogClient and closed with it.
+    return Promise.resolve();
+  }
+}
+
+/** A consumer group member on kafkajs. */
+class KafkaGroupConsumer implements LogConsumer {
+  private consumer: Consumer;
+  private generation = 0;
+  private assigned = new Set<string>();
+  private running = false;
+  private rebalancing = false;
+
+  constructor(kafka: Kafka, private readonly groupId: string, opts: KafkaLogOptions) {
+    this.consumer = kafka.consumer({
+      groupId,
+      sessionTimeout: opts.sessionTimeoutMs ?? 30_000,
+      heartbeatInterval: 3_000,
+      maxBytesPerPartition: opts.maxBytesPerPartition ?? 1024 * 1024,
+      allowAutoTopicCreation: false,
+      retry: {
+        retries: 10,
+        initialRetryTime: 300,
+        maxRetryTime: 10_000,
+        // A broker outage outlasting the retries crashes the runner: start it again.
+        restartOnFailure: (e: Error) => {
+          log.warn("consumer crashed; restarting", { error: e.message, group: groupId });
+          return Promise.resolve(true);
+        },
+      },
+    });
+  }
+
+  async run(topics: string[], handler: BatchHandler): Promise<void> {
+    const { GROUP_JOIN, REBALANCING, CRASH } = this.consumer.events;
+    this.consumer.on(GROUP_JOIN, (e) => {
+      this.generation++;
+      this.rebalancing = false;
+      const assignment: TopicPartition[] = [];
+      for (const [topic, partitions] of Object.entries(e.payload.memberAssignment)) {
+        for (const partition of partitions) assignment.push({ topic, partition });
+      }
+      this.assigned = new Set(assignment.map((tp) => `${tp.topic}:${tp.partition}`));
+      kafkaRebalancesTotal.inc();
+      log.info("joined group", {
+        group: this.groupId,
+        generation: this.generation,
+        partitions: assignment.map((tp) => `${tp.topic}:${tp.partition}`),
+      });
+      handler.onAssignment(assignment, this.generation);
+    });
+    this.consumer.on(REBALANCING, () => {
+      // Batches in flight drain and commit now (the coordinator still takes
+      // commits of this generation); from the next join on they are stale.
+      this.rebalancing = true;
+    });
+    this.consumer.on(CRASH, (e) => {
+      log.error("consumer crashed", {
+        error: e.payload.error?.message,
+        restart: e.payload.restart,
+      });
+      if (e.payload.restart) {
+        this.generation++;
+        this.assigned = new Set();
+      }
+    });
+    await this.consumer.connect();
+    await this.consumer.subscribe({ topics, fromBeginning: true });
+    this.running = true;
+    await this.consumer.run({
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      partitionsConsumedConcurrently: 64,
+      eachBatch: (payload) => handler.eachBatch(this.toBatch(payload)),
+    });
+  }
+
+  private toBatch(p: EachBatchPayload): Batch {
+    const { topic, partition } = p.batch;
+    const generation = this.generation;
+    const key = `${topic}:${partition}`;
+    const isStale = () => generation !== this.generation || !this.assigned.has(key) || p.isStale();
+    return {
+      topic,
+      partition,
+      records: p.batch.messages.map((m) => toRecord(topic, partition, m)),
+      highWatermark: p.batch.highWatermark,
+      generation,
+      isStale,
+      isRunning: () => this.running && !this.rebalancing && !isStale() && p.isRunning(),
+      heartbeat: async () => {
+        try {
+          await p.heartbeat();
+        } catch (e) {
+          // A rebalance in progress: drain and commit, then let kafkajs rejoin.
+          this.rebalancing = true;
+          log.debug("heartbeat refused", { error: e instanceof Error ? e.message : String(e) });
+        }
+      },
+      resolve: (nextOffset) => {
+        if (!isStale()) p.resolveOffset((BigInt(nextOffset) - 1n).toString());
+      },
+      commit: async (nextOffset) => {
+        if (isStale()) return false;
+        p.resolveOffset((BigInt(nextOffset) - 1n).toString());
+        try {
+          await p.commitOffsetsIfNecessary({
+            topics: [{ topic, partitions: [{ partition, offset: nextOffset }] }],
+          });
+          return true;
+        } catch (e) {
+          if (isStale()) return false;
+          throw e;
+        }
+      },
+    };
+  }
+
+  pause(tps: TopicPartition[]): void {
+    for (const [topic, partitions] of groupByTopic(tps)) {
+      this.consumer.pause([{ topic, partitions }]);
+    }
+  }
+
+  resume(tps: TopicPartition[]): void {
+    for (const [topic, partitions] of groupByTopic(tps)) {
+      this.consumer.resume([{ topic, partitions }]);
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    await this.consumer.stop();
+  }
+
+  async disconnect(): Promise<void> {
+    this.running = false;
+    await this.consumer.disconnect();
+  }
+}
+
+function groupByTopic(tps: TopicPartition[]): Map<string, number[]> {
+  const m = new Map<string, number[]>();
+  for (const tp of tps) m.set(tp.topic, [...(m.get(tp.topic) ?? []), tp.partition]);
+  return m;
+}
+
+/**
+ * Reads `[from, to)` of one partition with a throwaway group that never
+ * commits, so the live group's offsets are untouched.
+ */
+async function* readKafkaRange(
+  kafka: Kafka,
+  clientId: string,
+  tp: TopicPartition,
+  range: { from: string; to: string; signal?: AbortSignal },
+): AsyncIterable<SourceRecord[]> {
+  const from = BigInt(range.from), to = BigInt(range.to);
+  if (from >= to) return;
+  const consumer = kafka.consumer({
+    groupId: `${clientId}-range-${crypto.randomUUID()}`,
+    allowAutoTopicCreation: false,
+    maxBytesPerPartition: 512 * 1024,
+  });
+  const queue: SourceRecord[][] = [];
+  let done = false, failure: unknown;
+  let wake: (() => void) | undefined;
+  const notify = () => {
+    wake?.();
+    wake = undefined;
+  };
+  const onAbort = () => {
+    done = true;
+    notify();
+  };
+  range.signal?.addEventListener("abort", onAbort);
+  try {
+    await consumer.connect();
+    await consumer.subscribe({ topics: [tp.topic], fromBeginning: true });
+    consumer.on(consumer.events.GROUP_JOIN, () => consumer.seek({ ...tp, offset: range.from }));
+    consumer.on(consumer.events.CRASH, (e) => {
+      failure = e.payload.error;
+      done = true;
+      notify();
+    });
+    await consumer.run({
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      eachBatch: async ({ batch, resolveOffset, pause, isRunning }) => {
+        if (batch.partition !== tp.partition || done) return;
+        const records: SourceRecord[] = [];
+        const end = BigInt(batch.highWatermark) < to ? BigInt(batch.highWatermark) : to;
+        for (const m of batch.messages) {
+          const o = BigInt(m.offset);
+          if (o < from) continue;
+          if (o >= to) {
+            done = true;
+            break;
+          }
+          records.push(toRecord(tp.topic, tp.partition, m));
+          resolveOffset(m.offset);
+          if (o >= end - 1n) done = true;
+        }
+        if (records.length > 0) queue.push(records);
+        notify();
+        // Backpressure: wait while the reader has enough queued.
+        while (queue.length > 4 && !done && isRunning()) {
+          await new Promise<void>((r) => setTimeout(r, 20));
+        }
+        if (done) pause();
+      },
+    });
+    while (true) {
+      if (queue.length > 0) {
+        yield queue.shift()!;
+        continue;
+      }
+      if (done) break;
+      await new Promise<void>((r) => (wake = r));
+    }
+    if (failure) throw failure;
+  } finally {
+    range.signal?.removeEventListener("abort", onAbort);
+    await consumer.disconnect().catch(() => {});
+  }
+}
