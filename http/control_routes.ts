@@ -1,0 +1,98 @@
+/**
+ * Routes that change things: `/control/*` and `/dlq*`. The access rule
+ * (`controlAuth`) is applied by `createApp` before any of these run, so an
+ * unauthenticated call never reaches the pipeline.
+ *
+ * @module
+ */
+import type { Hono } from "hono";
+import { logger } from "../actors/log.ts";
+import { readJsonObject } from "./body.ts";
+import type { AppDeps } from "./deps.ts";
+import { HttpError } from "./errors.ts";
+import { parseDlqQuery, parseLoad, parseRate, parseReplay } from "./validate.ts";
+
+const log = logger("http");
+
+function unavailable(what: string): HttpError {
+  return new HttpError(404, "not_available", `Not available in this instance: ${what}`);
+}
+
+/** Registers the control and DLQ routes on `app`. */
+export function controlRoutes(app: Hono, deps: AppDeps): void {
+  const { control } = deps;
+
+  app.post("/control/drain", async (c) => {
+    await control.drain();
+    return c.json({ ok: true, status: await control.status() });
+  });
+
+  app.post("/control/resume", async (c) => {
+    await control.resume();
+    return c.json({ ok: true, status: await control.status() });
+  });
+
+  app.post("/control/shutdown", (c) => {
+    // Not awaited: the shutdown stops HTTP last, and this answer must go out first.
+    Promise.resolve().then(() => control.shutdown()).catch((error) =>
+      log.error("shutdown failed", { error })
+    );
+    return c.json({ ok: true, state: "shutting_down" }, 202);
+  });
+
+  app.put("/control/rate", async (c) => {
+    const setting = parseRate(await readJsonObject(c));
+    return c.json({ ok: true, rate: await control.setRate(setting) });
+  });
+
+  app.put("/control/load", async (c) => {
+    const setting = parseLoad(await readJsonObject(c));
+    if (!deps.load) throw unavailable("load generator (local mode only)");
+    return c.json({ ok: true, load: await deps.load.setRate(setting) });
+  });
+
+  app.post("/control/replay", async (c) => {
+    const req = parseReplay(await readJsonObject(c));
+    if (!deps.replay) throw unavailable("replay");
+    const started = await deps.replay.start(req);
+    if (started.status === "conflict") {
+      throw new HttpError(
+        409,
+        "replay_running",
+        `A replay of topic ${req.topic} is already running: ${started.runningId}`,
+      );
+    }
+    c.header("location", `/control/replay/${encodeURIComponent(started.id)}`);
+    return c.json({ ok: true, id: started.id }, 202);
+  });
+
+  app.get("/control/replay/:id", async (c) => {
+    if (!deps.replay) throw unavailable("replay");
+    const id = c.req.param("id");
+    const progress = await deps.replay.get(id);
+    if (!progress) throw new HttpError(404, "not_found", `Unknown replay: ${id}`);
+    return c.json(progress);
+  });
+
+  app.delete("/control/replay/:id", async (c) => {
+    if (!deps.replay) throw unavailable("replay");
+    const id = c.req.param("id");
+    const progress = await deps.replay.cancel(id);
+    if (!progress) throw new HttpError(404, "not_found", `Unknown replay: ${id}`);
+    return c.json(progress);
+  });
+
+  app.get("/dlq", async (c) => {
+    const query = parseDlqQuery(c.req.query());
+    if (!deps.dlq) throw unavailable("dead-letter store");
+    return c.json(await deps.dlq.list(query));
+  });
+
+  app.post("/dlq/:id/replay", async (c) => {
+    if (!deps.dlq) throw unavailable("dead-letter store");
+    const id = c.req.param("id");
+    const result = await deps.dlq.replay(id);
+    if (!result) throw new HttpError(404, "not_found", `Unknown dead letter: ${id}`);
+    return c.json({ ok: true, ...result }, 202);
+  });
+}

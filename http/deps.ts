@@ -1,0 +1,164 @@
+/**
+ * What the HTTP surface needs from the rest of sluice: {@link AppDeps}, the
+ * interface the pipeline implements and hands to `createApp`. Nothing in
+ * `http/` reaches into the pipeline any other way (the event bus and the
+ * actor registry excepted, through `WsHub` and `Inspector`).
+ *
+ * Every method may return a value or a promise. Implementations may throw
+ * `HttpError` (from `http/errors.ts`) to choose the answer's status; any
+ * other error becomes a 500.
+ *
+ * @module
+ */
+import type { Context } from "hono";
+import type { Registry } from "prom-client";
+import type { Inspector } from "./inspector.ts";
+import type { WsHub } from "./ws_hub.ts";
+
+/** A value or a promise of it. */
+export type Awaitable<T> = T | Promise<T>;
+
+/** One readiness check, e.g. `kafka`, `s3`, `metrics`, `audit`, `shutting_down`. */
+export interface ReadyCheck {
+  ok: boolean;
+  /** Why it is not ok (or any useful detail): `broker unreachable`, `degraded: spool 40 MB`. */
+  detail?: string;
+}
+
+/** Answer of {@link AppDeps.ready}: `ready` decides 200 or 503. */
+export interface ReadyReport {
+  ready: boolean;
+  checks: Record<string, ReadyCheck>;
+}
+
+/** Rate limiter setting (records/s and bucket size). */
+export interface RateSetting {
+  /** Records per second, > 0. */
+  rate: number;
+  /** Bucket size in records, integer >= 1; absent: keep the current one. */
+  burst?: number;
+}
+
+/** JSON summary for `GET /status` and `sluice status`. Known fields are optional. */
+export interface StatusSummary {
+  /** `running`, `draining`, `drained`, `shutting_down`, ... */
+  state: string;
+  version?: string;
+  /** `local` (embedded parts) or `kafka`. */
+  mode?: string;
+  uptime_s?: number;
+  rate?: { rate: number; burst: number };
+  circuit?: string;
+  /** Per-partition view. */
+  partitions?: Array<
+    { topic: string; partition: number; state: string; lag?: number; inflight?: number }
+  >;
+  [key: string]: unknown;
+}
+
+/** Control of the pipeline (`/control/*`). */
+export interface ControlApi {
+  /** Stops fetching; resolves once fetching stopped (not when in-flight work is done). */
+  drain(): Awaitable<void>;
+  /** Fetches again after a drain. */
+  resume(): Awaitable<void>;
+  /** Starts the graceful shutdown. Called without waiting: the answer (202) goes out first. */
+  shutdown(): Awaitable<void>;
+  /** Changes the rate limiter; returns the setting now in force. */
+  setRate(setting: RateSetting): Awaitable<Required<RateSetting>>;
+  status(): Awaitable<StatusSummary>;
+}
+
+/** Body of `POST /control/replay`, validated. */
+export interface ReplayRequest {
+  topic: string;
+  /** Window start, inclusive, epoch milliseconds. */
+  from: number;
+  /** Window end, exclusive, epoch milliseconds; always > `from`. */
+  to: number;
+  /** Records per second, > 0; absent: the driver's default. */
+  rate?: number;
+}
+
+/** Progress of one replay (`GET /control/replay/:id`). */
+export interface ReplayProgress {
+  id: string;
+  topic: string;
+  state: "running" | "completed" | "cancelled" | "failed";
+  /** Records replayed, skipped as duplicates, total in the window when known, ... */
+  [key: string]: unknown;
+}
+
+/** Answer of {@link ReplayApi.start}: `conflict` becomes a 409. */
+export type ReplayStart =
+  | { status: "started"; id: string }
+  | { status: "conflict"; runningId: string };
+
+/** The replay driver (`/control/replay`). */
+export interface ReplayApi {
+  /** Starts a replay, or reports the one already running for that topic. */
+  start(req: ReplayRequest): Awaitable<ReplayStart>;
+  /** Progress, or undefined for an unknown id (404). */
+  get(id: string): Awaitable<ReplayProgress | undefined>;
+  /** Cancels; returns the progress, or undefined for an unknown id (404). */
+  cancel(id: string): Awaitable<ReplayProgress | undefined>;
+}
+
+/** Query of `GET /dlq`, validated. */
+export interface DlqQuery {
+  /** Original topic; absent: every topic. */
+  topic?: string;
+  /** 1..1000, default 100. */
+  limit: number;
+  /** Opaque cursor from a previous page's `next_cursor`. */
+  cursor?: string;
+}
+
+/** One page of dead letters (items are DESIGN §3 dead letters). */
+export interface DlqPage {
+  items: Array<Record<string, unknown>>;
+  next_cursor?: string;
+}
+
+/** The dead-letter store (`/dlq`). */
+export interface DlqApi {
+  list(query: DlqQuery): Awaitable<DlqPage>;
+  /** Replays one dead letter; undefined for an unknown id (404). */
+  replay(id: string): Awaitable<{ id: string; status: string } | undefined>;
+}
+
+/** The load generator of local mode (`PUT /control/load`). */
+export interface LoadApi {
+  /** Records per second, >= 0 (0 stops producing); returns the rate now in force. */
+  setRate(setting: { rate: number }): Awaitable<{ rate: number }>;
+}
+
+/** Body size limits. */
+export interface BodyLimits {
+  /** Largest request body accepted on any route, bytes; default 64 KiB. */
+  maxBytes?: number;
+}
+
+/** Everything `createApp` needs. */
+export interface AppDeps {
+  /** Readiness (`/health/ready`): kafka, s3, metrics registry, audit degraded, shutting_down. */
+  ready(): ReadyReport;
+  /** Served on `GET /metrics`. */
+  metrics: Registry;
+  control: ControlApi;
+  /** Absent: replay routes answer 404 `not_available`. */
+  replay?: ReplayApi;
+  /** Absent: `/dlq` routes answer 404 `not_available`. */
+  dlq?: DlqApi;
+  /** Absent (not local mode): `PUT /control/load` answers 404 `not_available`. */
+  load?: LoadApi;
+  /** Bearer token for control and DLQ routes; unset or empty: loopback clients only. */
+  controlToken?: string;
+  limits?: BodyLimits;
+  /** Remote address of the client; default: `getConnInfo` of hono/deno. Tests inject it. */
+  clientAddress?: (c: Context) => string | undefined;
+  /** Event fan-out for `/ws/events`; default: a new hub on the process event bus. */
+  hub?: WsHub;
+  /** Actor inspector for `/inspect*`; default: a new inspector on the actor registry. */
+  inspector?: Inspector;
+}

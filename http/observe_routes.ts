@@ -1,0 +1,97 @@
+/**
+ * Read-only routes: health, metrics, status, the event WebSocket and the
+ * inspector (page, tree, live WebSocket). None needs a token.
+ *
+ * @module
+ */
+import type { Context, Hono } from "hono";
+import type { AppDeps, ReadyReport } from "./deps.ts";
+import { HttpError } from "./errors.ts";
+import type { Inspector } from "./inspector.ts";
+import { INSPECT_PAGE } from "./inspect_page.ts";
+import { parseSeverity, SEVERITIES, type WsHub } from "./ws_hub.ts";
+
+function safeReady(deps: AppDeps): ReadyReport {
+  try {
+    return deps.ready();
+  } catch (e) {
+    return {
+      ready: false,
+      checks: { ready_probe: { ok: false, detail: e instanceof Error ? e.message : String(e) } },
+    };
+  }
+}
+
+function requireUpgrade(c: Context, hasRoom: boolean): void {
+  if (c.req.header("upgrade")?.toLowerCase() !== "websocket") {
+    throw new HttpError(426, "upgrade_required", "WebSocket route: send Upgrade: websocket", {
+      upgrade: "websocket",
+    });
+  }
+  if (!hasRoom) throw new HttpError(503, "too_many_clients", "Too many WebSocket clients");
+}
+
+const PAGE_HEADERS = {
+  "content-security-policy":
+    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:",
+  "x-content-type-options": "nosniff",
+  "cache-control": "no-store",
+};
+
+/** Registers the read-only routes on `app`. */
+export function observeRoutes(app: Hono, deps: AppDeps, hub: WsHub, inspector: Inspector): void {
+  app.get("/health/live", (c) => c.json({ live: true }));
+
+  app.get("/health/ready", (c) => {
+    const report = safeReady(deps);
+    const notReady = Object.entries(report.checks).filter(([, v]) => !v.ok).map(([k]) => k);
+    if (report.ready) return c.json({ ready: true, checks: report.checks });
+    const details = notReady.map((k) => {
+      const d = report.checks[k].detail;
+      return d ? `${k} (${d})` : k;
+    });
+    return c.json({
+      ready: false,
+      not_ready: notReady,
+      checks: report.checks,
+      error: { code: "not_ready", message: `Not ready: ${details.join(", ") || "unknown"}` },
+    }, 503);
+  });
+
+  app.get("/metrics", async (c) => {
+    const text = await deps.metrics.metrics();
+    return c.body(text, 200, { "content-type": deps.metrics.contentType });
+  });
+
+  app.get("/status", async (c) => {
+    const report = safeReady(deps);
+    return c.json({ ...await deps.control.status(), ready: report.ready, checks: report.checks });
+  });
+
+  app.get("/ws/events", (c) => {
+    const minSeverity = parseSeverity(c.req.query("severity"));
+    if (minSeverity === null) {
+      throw new HttpError(
+        422,
+        "validation_error",
+        `Invalid severity: use ${SEVERITIES.join(", ")}`,
+      );
+    }
+    const topic = c.req.query("topic") || undefined;
+    requireUpgrade(c, hub.hasRoom);
+    const { socket, response } = Deno.upgradeWebSocket(c.req.raw);
+    hub.attach(socket, { minSeverity, topic });
+    return response;
+  });
+
+  app.get("/inspect", (c) => c.html(INSPECT_PAGE, 200, PAGE_HEADERS));
+
+  app.get("/inspect/actors", (c) => c.json(inspector.tree()));
+
+  app.get("/inspect/ws", (c) => {
+    requireUpgrade(c, inspector.hasRoom);
+    const { socket, response } = Deno.upgradeWebSocket(c.req.raw);
+    inspector.attach(socket);
+    return response;
+  });
+}
