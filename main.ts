@@ -19,6 +19,9 @@
 import { CONFIG_SCHEMA, ConfigError, describeConfig, loadConfig } from "./supervisors/config.ts";
 import { type Command, InstanceError, parseOptions, UsageError } from "./supervisors/cli.ts";
 import denoJson from "./deno.json" with { type: "json" };
+import { httpCommands } from "./http/cli_commands.ts";
+import { auditCommand } from "./actors/audit/report.ts";
+import { produceCommand } from "./actors/produce_cli.ts";
 
 /** The version printed by `--version`. */
 export const VERSION: string = denoJson.version;
@@ -70,6 +73,10 @@ registerCommand("start", {
     return await runSluice(config);
   },
 });
+
+for (const [name, command] of Object.entries(httpCommands)) registerCommand(name, command);
+registerCommand("produce", produceCommand);
+registerCommand("audit", auditCommand);
 
 /** Runs the CLI with `argv`; returns the exit code. */
 export async function main(argv: string[]): Promise<number> {

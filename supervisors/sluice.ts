@@ -1,0 +1,508 @@
+/**
+ * sluice's supervisor tree, declared in one place, and its graceful shutdown.
+ *
+ * ```
+ * sluice (rest_for_one, 5 restarts / 60 s)
+ * ├── http             Hono on Deno.serve: health, metrics, WS, control, inspector
+ * ├── audit            audit batcher: spool → S3 / RGW (or ./data/audit)
+ * ├── resilience       rate limiter + circuit breaker + upstream client
+ * ├── pipeline         consumer group → one partition actor per assigned partition
+ * ├── replay           replay driver (time windows, dead letters)
+ * └── load-generator   local mode only
+ * ```
+ *
+ * Children start in this order and stop in reverse order, so a crash of the
+ * audit trail restarts everything that depends on it (`rest_for_one`), and a
+ * plain supervisor stop already stops the load first and the HTTP server
+ * last. The graceful shutdown (SIGTERM, SIGINT, `POST /control/shutdown`)
+ * runs the same order as explicit phases, each with its own deadline, log
+ * line and `shutdown_phase_duration_seconds{phase}`:
+ *
+ * 1. `stop_load`: load generator and replays stop;
+ * 2. `mark_not_ready`: `/health/ready` answers 503;
+ * 3. `drain`: no new record starts; in-flight records finish, offsets commit;
+ * 4. `close_consumer`: the consumer leaves the group, producers close;
+ * 5. `flush_audit`: the spool is uploaded (bounded);
+ * 6. `stop_http`: the HTTP server stops; the tree stops.
+ *
+ * @module
+ */
+import { hostname } from "node:os";
+import { type AuditStore, FsAuditStore, S3AuditStore } from "../actors/audit/store.ts";
+import { type AuditTrail, createAuditTrail } from "../actors/audit/trail.ts";
+import { type CircuitBreaker, createCircuitBreaker } from "../actors/circuit_breaker.ts";
+import { toDeadLetterMessage } from "../actors/dead_letter.ts";
+import { createEmbeddedLog, embeddedLogDir } from "../actors/embedded_log.ts";
+import { createKafkaLog } from "../actors/kafka_log.ts";
+import { type LoadGenerator, startLoadGenerator } from "../actors/load_generator.ts";
+import { configureLog, logger } from "../actors/log.ts";
+import { registry } from "../actors/metrics.ts";
+import { Pipeline } from "../actors/pipeline.ts";
+import { createProcessor } from "../actors/processor.ts";
+import { createRateLimiter, type RateLimiter } from "../actors/rate_limiter.ts";
+import { type SimUpstream, startSimulatedUpstream } from "../actors/sim_upstream.ts";
+import type { LogClient, LogProducer } from "../actors/source.ts";
+import { createUpstreamClient, type UpstreamClient } from "../actors/upstream.ts";
+import { createApp } from "../http/app.ts";
+import type { AppDeps, ReadyCheck, StatusSummary } from "../http/deps.ts";
+import { HttpError } from "../http/errors.ts";
+import { type RunningServer, serveApp } from "../http/server.ts";
+import type { Config } from "./config.ts";
+import { canonicalPhases, runShutdown, type ShutdownReport, ShutdownStatus } from "./shutdown.ts";
+import { exitCodeFor, installSignalHandlers } from "./signals.ts";
+import {
+  type ChildHandle,
+  type ChildSpec,
+  startSupervisor,
+  type Supervisor,
+} from "./supervisor.ts";
+
+const log = logger("sluice");
+
+/** A running sluice. */
+export interface Sluice {
+  /** Port of the HTTP server. */
+  readonly port: number;
+  /** `local` when any part is embedded. */
+  readonly parts: { log: string; audit: string; upstream: string };
+  /** Runs the graceful shutdown once (later calls return the same report). */
+  shutdown(reason: string): Promise<ShutdownReport>;
+  /** Resolves with the exit code: after a shutdown, or when the tree gave up. */
+  readonly exited: Promise<number>;
+  readonly supervisor: Supervisor;
+}
+
+/** Options of {@link startSluice} (tests). */
+export interface StartOptions {
+  /** Load generator rate in local mode (records/s); default 20. */
+  loadRate?: number;
+}
+
+/** A child handle whose `exited` resolves when `stop` is called or `fail` fires. */
+function handle(
+  stop: (reason: "shutdown") => Promise<void>,
+  onFailure?: (fail: (e: Error) => void) => void,
+  status?: () => Record<string, unknown>,
+): ChildHandle {
+  const exited = Promise.withResolvers<{ reason: "normal" | "shutdown" | Error }>();
+  onFailure?.((e) => exited.resolve({ reason: e }));
+  let stopping: Promise<void> | undefined;
+  return {
+    stop(reason) {
+      stopping ??= stop(reason).finally(() => exited.resolve({ reason: "shutdown" }));
+      return stopping;
+    },
+    exited: exited.promise,
+    status,
+  };
+}
+
+/** Starts every part of sluice under its supervisor. */
+export async function startSluice(config: Config, opts: StartOptions = {}): Promise<Sluice> {
+  const started = Date.now();
+  const shutdownStatus = new ShutdownStatus();
+  let shuttingDown = false;
+  let shutdownRun: Promise<ShutdownReport> | undefined;
+  const exited = Promise.withResolvers<number>();
+
+  // The parts chosen by the configuration: real when configured, else embedded.
+  const logClient: LogClient = config.kafkaBrokers.length > 0
+    ? createKafkaLog({ brokers: config.kafkaBrokers, clientId: config.clientId })
+    : createEmbeddedLog({
+      dir: embeddedLogDir(config.dataDir),
+      partitions: config.embeddedPartitions,
+    });
+  const store: AuditStore = config.s3Endpoint
+    ? new S3AuditStore({
+      endpoint: config.s3Endpoint,
+      bucket: config.s3Bucket,
+      region: config.s3Region,
+      accessKey: config.s3AccessKey!,
+      secretKey: config.s3SecretKey!,
+    })
+    : new FsAuditStore(`${config.dataDir}/audit`);
+  let sim: SimUpstream | undefined;
+  if (!config.upstreamUrl) sim = await startSimulatedUpstream({ latencyMs: 20, jitterMs: 20 });
+  const upstreamUrl = config.upstreamUrl ?? sim!.url;
+  const parts = {
+    log: logClient.kind === "kafka"
+      ? logClient.description
+      : `embedded log (${embeddedLogDir(config.dataDir)})`,
+    audit: config.s3Endpoint
+      ? `S3 ${config.s3Endpoint} bucket ${config.s3Bucket}`
+      : `local store ${config.dataDir}/audit`,
+    upstream: sim ? `simulated upstream ${sim.url}` : upstreamUrl,
+  };
+
+  // Live instances, replaced when the supervisor restarts a child.
+  let audit: AuditTrail | undefined;
+  let limiter: RateLimiter | undefined;
+  let breaker: CircuitBreaker | undefined;
+  let upstream: UpstreamClient | undefined;
+  let pipeline: Pipeline | undefined;
+  let producer: LogProducer | undefined;
+  let load: LoadGenerator | undefined;
+  let server: RunningServer | undefined;
+  let kafkaOk = false, kafkaDetail = "not checked yet";
+
+  const pinger = setInterval(async () => {
+    kafkaOk = await logClient.ping().catch(() => false);
+    kafkaDetail = kafkaOk ? "" : `${parts.log} does not answer`;
+  }, 2000);
+  kafkaOk = await logClient.ping().catch(() => false);
+  if (!kafkaOk) kafkaDetail = `${parts.log} does not answer`;
+
+
+  const ready = (): ReturnType<AppDeps["ready"]> => {
+    const checks: Record<string, ReadyCheck> = {
+      kafka: kafkaOk ? { ok: true, detail: parts.log } : { ok: false, detail: kafkaDetail },
+      s3: audit
+        ? (() => {
+          const r = audit.ready();
+          return r.ready ? { ok: true, detail: parts.audit } : { ok: false, detail: r.reason };
+        })()
+        : { ok: false, detail: "audit trail not started" },
+      metrics: { ok: true },
+      pipeline: pipeline?.joined
+        ? { ok: true }
+        : { ok: false, detail: "consumer has not joined its group yet" },
+      shutting_down: shuttingDown ? { ok: false, detail: shutdownStatus.describe() } : { ok: true },
+    };
+    return { ready: Object.values(checks).every((c) => c.ok), checks };
+  };
+
+  const status = (): StatusSummary => ({
+    state: shuttingDown
+      ? "shutting_down"
+      : pipeline?.pauseReasons().includes("operator")
+      ? "drained"
+      : "running",
+    version: "0.1.0",
+    mode: logClient.kind === "embedded" || !config.s3Endpoint || sim ? "local" : "kafka",
+    parts,
+    uptime_s: Math.round((Date.now() - started) / 1000),
+    rate: limiter ? { rate: limiter.status().rate, burst: limiter.status().burst } : undefined,
+    circuit: breaker?.state,
+    pause_reasons: pipeline?.pauseReasons() ?? [],
+    partitions: pipeline?.status().map((p) => ({ ...p, lag: p.lag })) ?? [],
+    audit: audit?.status(),
+    load: load?.stats(),
+    upstream_sim: sim?.behaviour(),
+    shutdown: shutdownStatus.describe(),
+  });
+
+  const deps: AppDeps = {
+    ready,
+    metrics: registry,
+    controlToken: config.controlToken,
+    control: {
+      drain() {
+        if (shuttingDown) throw new HttpError(409, "shutting_down", "Sluice is shutting down");
+        pipeline?.pause("operator");
+      },
+      resume() {
+        if (shuttingDown) throw new HttpError(409, "shutting_down", "Sluice is shutting down");
+        pipeline?.resume("operator");
+      },
+      shutdown() {
+        void sluice.shutdown("POST /control/shutdown");
+      },
+      setRate({ rate, burst }) {
+        if (!limiter) throw new HttpError(503, "not_ready", "Rate limiter not started");
+        limiter.setRate(rate, burst);
+        const s = limiter.status();
+        return { rate: s.rate, burst: s.burst };
+      },
+      status,
+    },
+    load: sim || logClient.kind === "embedded"
+      ? {
+        setRate({ rate }) {
+          if (!load) throw new HttpError(503, "not_ready", "Load generator not running");
+          load.setRate(rate);
+          return { rate: load.stats().rate };
+        },
+      }
+      : undefined,
+  };
+
+  const children: ChildSpec[] = [
+    {
+      id: "http",
+      shutdownMs: 5000,
+      start: () => {
+        server = serveApp(createApp(deps), { host: config.httpHost, port: config.httpPort });
+        const s = server;
+        return Promise.resolve(handle(() => s.shutdown()));
+      },
+    },
+    {
+      id: "audit",
+      shutdownMs: config.shutdownFlushMs + 1000,
+      start: async (ctx) => {
+        const trail = createAuditTrail({
+          dir: `${config.dataDir}/spool`,
+          store,
+          prefix: config.auditPrefix,
+          batchEvents: config.auditBatchEvents,
+          batchBytes: config.auditBatchBytes,
+          batchAgeMs: config.auditBatchAgeMs,
+          spoolBudgetBytes: config.auditSpoolBudgetBytes,
+          parentId: ctx.parentId,
+        });
+        const recovery = await trail.start();
+        audit = trail;
+        const off = trail.onBackpressure((on) =>
+          on ? pipeline?.pause("backpressure") : pipeline?.resume("backpressure")
+        );
+        log.info("audit trail started", { store: parts.audit, recovered: recovery });
+        return handle(
+          async () => {
+            off();
+            await trail.flush(config.shutdownFlushMs);
+            await trail.stop();
+          },
+          undefined,
+          () => ({ ...trail.status() }),
+        );
+      },
+    },
+    {
+      id: "resilience",
+      shutdownMs: 5000,
+      start: (ctx) => {
+        const l = createRateLimiter({
+          rate: config.rateLimit,
+          burst: config.rateBurst,
+          parentId: ctx.parentId,
+        });
+        const b = createCircuitBreaker({
+          policy: config.breakerPolicy,
+          errorThresholdPercentage: config.breakerErrorPercent,
+          volumeThreshold: config.breakerVolume,
+          rollingCountTimeout: config.breakerWindowMs,
+          resetTimeout: config.breakerResetMs,
+          parentId: ctx.parentId,
+        });
+        const u = createUpstreamClient({
+          url: upstreamUrl,
+          connectTimeoutMs: config.connectTimeoutMs,
+          readTimeoutMs: config.readTimeoutMs,
+          globalTimeoutMs: config.globalTimeoutMs,
+          maxRetries: config.maxRetries,
+          retryBaseMs: config.retryBaseMs,
+          retryMaxMs: config.retryMaxMs,
+          breaker: b,
+        });
+        limiter = l;
+        breaker = b;
+        upstream = u;
+        const off = b.onStateChange((to) => {
+          if (b.policy !== "pause") return;
+          if (to === "open") pipeline?.pause("circuit");
+          else pipeline?.resume("circuit");
+        });
+        return Promise.resolve(handle(async () => {
+          off();
+          b.stop();
+          l.stop();
+          await u.close();
+        }));
+      },
+    },
+    {
+      id: "pipeline",
+      shutdownMs: config.shutdownDrainMs + config.shutdownCommitMs,
+      start: async (ctx) => {
+        const admin = await logClient.admin();
+        if (logClient.kind === "embedded") {
+          await admin.ensureTopics(
+            config.topics.map((topic) => ({ topic, partitions: config.embeddedPartitions })),
+          );
+        }
+        // Dead-letter topics get as many partitions as their source topic.
+        const dlqSpecs = [];
+        for (const topic of config.topics) {
+          const n = (await admin.partitions(topic)).length;
+          dlqSpecs.push({ topic: `${topic}${config.dlqSuffix}`, partitions: n });
+        }
+        await admin.ensureTopics(dlqSpecs);
+        const p = await logClient.producer();
+        producer = p;
+        const processor = createProcessor({
+          upstream: upstream!,
+          audit: audit!,
+          rateLimiter: limiter,
+          breaker,
+          consumerGroup: config.groupId,
+          processingHost: `${config.clientId}@${hostname()}`,
+          maxRecordBytes: config.maxRecordBytes,
+          publishDeadLetter: async (dl) => {
+            const m = toDeadLetterMessage(dl, { suffix: config.dlqSuffix });
+            await p.send(m.topic, [{ key: m.key, value: m.value, headers: m.headers }]);
+          },
+        });
+        const pl = new Pipeline({
+          log: logClient,
+          topics: config.topics,
+          groupId: config.groupId,
+          process: (r, signal) => processor.process(r, signal),
+          orderingMode: config.orderingMode,
+          maxInflight: config.maxInflight,
+          parentId: ctx.parentId,
+        });
+        pipeline = pl;
+        if (audit?.status().backpressure) pl.pause("backpressure");
+        if (breaker?.state === "open" && breaker.policy === "pause") pl.pause("circuit");
+        await pl.start();
+        return handle(async () => {
+          await pl.drain(AbortSignal.timeout(config.shutdownDrainMs));
+          await pl.close();
+          await p.disconnect().catch(() => {});
+        }, (fail) => pl.onFailure(fail));
+      },
+    },
+  ];
+  if (logClient.kind === "embedded") {
+    children.push({
+      id: "load-generator",
+      shutdownMs: 2000,
+      start: async (ctx) => {
+        const p = await logClient.producer();
+        const g = startLoadGenerator({
+          producer: p,
+          topic: config.topics[0],
+          rate: opts.loadRate ?? 20,
+          parentId: ctx.parentId,
+        });
+        load = g;
+        return handle(async () => {
+          await g.stop();
+          await p.disconnect();
+        });
+      },
+    });
+  }
+
+  let supervisor: Supervisor;
+  try {
+    supervisor = await startSupervisor(children, {
+      id: "sluice",
+      strategy: "rest_for_one",
+      intensity: { maxRestarts: 5, periodMs: 60_000 },
+    });
+  } catch (e) {
+    clearInterval(pinger);
+    await sim?.stop();
+    await logClient.close().catch(() => {});
+    throw e;
+  }
+
+  const phases = () =>
+    canonicalPhases({
+      stop_load: { run: async () => await load?.stop(), deadlineMs: 2000 },
+      mark_not_ready: {
+        run: () => {
+          shuttingDown = true;
+          return Promise.resolve();
+        },
+      },
+      drain: {
+        deadlineMs: config.shutdownDrainMs,
+        run: async (signal) => {
+          const left = await pipeline?.drain(signal) ?? 0;
+          if (left > 0) {
+            throw new Error(
+              `${left} records still in flight at the drain deadline; they will be consumed again`,
+            );
+          }
+        },
+      },
+      close_consumer: {
+        deadlineMs: config.shutdownCommitMs,
+        run: async () => {
+          await pipeline?.close();
+          await producer?.disconnect().catch(() => {});
+        },
+      },
+      flush_audit: {
+        deadlineMs: config.shutdownFlushMs,
+        run: async () => {
+          if (!audit) return;
+          const r = await audit.flush(config.shutdownFlushMs);
+          if (r.remaining > 0) {
+            throw new Error(
+              `${r.remaining} audit events not uploaded; they stay in the spool and go first at next start`,
+            );
+          }
+        },
+      },
+      stop_http: {
+        deadlineMs: 5000,
+        run: async () => {
+          await supervisor.stop("shutdown");
+          clearInterval(pinger);
+          await sim?.stop();
+          await logClient.close().catch(() => {});
+        },
+      },
+    });
+
+  const sluice: Sluice = {
+    port: server!.port,
+    parts,
+    supervisor,
+    exited: exited.promise,
+    shutdown(reason) {
+      shutdownRun ??= (async () => {
+        shuttingDown = true;
+        log.info("graceful shutdown", { reason });
+        const report = await runShutdown(phases(), { status: shutdownStatus, reason });
+        log.info("shutdown complete", { clean: report.clean, ms: report.ms });
+        exited.resolve(exitCodeFor(report));
+        return report;
+      })();
+      return shutdownRun;
+    },
+  };
+
+  supervisor.exited.then(async (exit) => {
+    if (shutdownRun) return;
+    const reason = exit.reason instanceof Error ? exit.reason.message : exit.reason;
+    log.error("supervisor tree stopped", { reason });
+    clearInterval(pinger);
+    await sim?.stop().catch(() => {});
+    await logClient.close().catch(() => {});
+    exited.resolve(exit.reason instanceof Error ? 1 : 0);
+  });
+  return sluice;
+}
+
+/** `sluice start`: runs until a signal or `POST /control/shutdown`; returns the exit code. */
+export async function runSluice(config: Config): Promise<number> {
+  configureLog({ level: config.logLevel, format: config.logFormat });
+  const sluice = await startSluice(config);
+  const signals = installSignalHandlers((s) => sluice.shutdown(s), {
+    exit: (code) => Deno.exit(code),
+  });
+  const base = `http://${
+    config.httpHost === "0.0.0.0" ? "127.0.0.1" : config.httpHost
+  }:${sluice.port}`;
+  const banner = [
+    "",
+    `sluice 0.1.0 is running`,
+    `  log:       ${sluice.parts.log}`,
+    `  audit:     ${sluice.parts.audit}`,
+    `  upstream:  ${sluice.parts.upstream}`,
+    `  dashboard: ${base}/        inspector: ${base}/inspect`,
+    `  metrics:   ${base}/metrics  ready: ${base}/health/ready`,
+    config.controlToken
+      ? `  control:   ${base}/control/* (bearer token required)`
+      : `  control:   ${base}/control/* (no SLUICE_CONTROL_TOKEN: loopback clients only)`,
+    "",
+  ].join("\n");
+  console.error(banner);
+  const code = await sluice.exited;
+  signals.remove();
+  return code;
+}
