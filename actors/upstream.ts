@@ -1,0 +1,424 @@
+/**
+ * The upstream HTTP client: one POST per record, with separate connect, read
+ * and global timeouts, retries with backoff, keep-alive connections.
+ *
+ * ```ts
+ * const upstream = createUpstreamClient({ url: "http://127.0.0.1:8080/ingest", breaker });
+ * const result = await upstream.deliver(envelope, record, { signal });
+ * ```
+ *
+ * **Transport.** npm `undici` (a `Pool` per upstream origin, keep-alive,
+ * `maxConnections` sockets). Deno's `fetch` cannot tell a connect timeout from
+ * a read timeout; undici can: `connect.timeout` raises `ConnectTimeoutError`,
+ * `headersTimeout` `HeadersTimeoutError`, `bodyTimeout` `BodyTimeoutError`.
+ * Measured on loopback under Deno 2.9 it is as fast as `fetch` (about 10,000
+ * req/s with 64 concurrent callers, one core).
+ *
+ * **Body.** By default the record's value, unchanged (DESIGN §1: "POST of the
+ * record's value"), so the upstream sees the whole envelope; with
+ * `body: "payload"` the envelope's `payload`, as JSON. `Content-Type` is the
+ * record's `content-type` header, else `application/json`. Headers sent:
+ * `Idempotency-Key`, `traceparent`, `X-Request-Id`.
+ *
+ * **Timeouts** (each counted in `timeouts_total{timeout_type}`):
+ *  - `connect` — TCP (and TLS) connection not established within
+ *    `connectTimeoutMs`;
+ *  - `read` — no response headers within `readTimeoutMs` of the request being
+ *    sent, or no body bytes for `readTimeoutMs` while reading the response;
+ *  - `global` — the whole delivery (attempts and backoff sleeps) past
+ *    `globalTimeoutMs`; never retried.
+ *
+ * **Results.** 2xx: delivered. 4xx other than 408/429: not retried, failed
+ * with `PROCESSING_ERROR` ("Upstream answered 400 Bad Request"). 408, 429,
+ * 5xx, connect/read timeouts and network errors: retried up to `maxRetries`
+ * times, backoff `random() × min(retryMaxMs, retryBaseMs × 2^n)` (full
+ * jitter), or the `Retry-After` of the answer capped at `retryMaxMs`; then
+ * failed with `TIMEOUT_ERROR` when the last attempt timed out, else
+ * `PROCESSING_ERROR`.
+ *
+ * **Breaker.** With `breaker`, each attempt runs through it; 5xx, timeouts
+ * and network errors count as its failures. When it refuses an attempt the
+ * delivery stops with `outcome: "circuit_open"` (the processor applies the
+ * policy). See `actors/circuit_breaker.ts`.
+ *
+ * **Cancellation.** When `signal` aborts (drain deadline, shutdown), the
+ * request in flight is aborted and `deliver` rejects with the signal's
+ * reason: the record is not finished and will be consumed again.
+ *
+ * Metrics: `request_latency_seconds` and `inflight_requests` per attempt,
+ * `retries_total`, `errors_total{kind}` (`http_4xx`, `http_5xx`, `timeout`,
+ * `network`), `timeouts_total{timeout_type}`.
+ *
+ * @module
+ */
+import { errors, Pool } from "undici";
+import type { FailureReason } from "./audit/event.ts";
+import { CircuitOpenError } from "./circuit_breaker.ts";
+import type { Envelope } from "./envelope.ts";
+import { headerValue } from "./envelope.ts";
+import {
+  errorsTotal,
+  inflightRequests,
+  requestLatency,
+  retriesTotal,
+  timeoutsTotal,
+} from "./metrics.ts";
+import type { SourceRecord, TimeoutType } from "./record.ts";
+
+/** Runs an attempt, possibly refusing it; implemented by the circuit breaker. */
+export interface AttemptGuard {
+  run<T>(fn: (signal: AbortSignal) => Promise<T>, isFailure: (result: T) => boolean): Promise<T>;
+}
+
+/** Options of {@link createUpstreamClient}; defaults match the config schema. */
+export interface UpstreamOptions {
+  /** Endpoint each record is POSTed to (`SLUICE_UPSTREAM_URL`). */
+  url: string;
+  /** Default 2000 (`SLUICE_CONNECT_TIMEOUT_MS`). */
+  connectTimeoutMs?: number;
+  /** Default 5000 (`SLUICE_READ_TIMEOUT_MS`). */
+  readTimeoutMs?: number;
+  /** Default 30000 (`SLUICE_GLOBAL_TIMEOUT_MS`). */
+  globalTimeoutMs?: number;
+  /** Default 3 (`SLUICE_MAX_RETRIES`). */
+  maxRetries?: number;
+  /** Default 100 (`SLUICE_RETRY_BASE_MS`). */
+  retryBaseMs?: number;
+  /** Default 5000 (`SLUICE_RETRY_MAX_MS`). */
+  retryMaxMs?: number;
+  /** Keep-alive sockets to the upstream. Default 256. */
+  maxConnections?: number;
+  /** What to POST: the record's `value` (default) or the envelope's `payload` as JSON. */
+  body?: "value" | "payload";
+  /** Circuit breaker each attempt runs through. Default none. */
+  breaker?: AttemptGuard;
+  /** Source of randomness for the jitter, in [0, 1). Default `Math.random`. */
+  random?: () => number;
+}
+
+/** Result of {@link UpstreamClient.deliver}. */
+export interface DeliveryResult {
+  /** `delivered` (2xx), `failed` (dead-letter it), or `circuit_open` (the breaker refused an attempt). */
+  outcome: "delivered" | "failed" | "circuit_open";
+  /** Set when `failed`: `PROCESSING_ERROR` or `TIMEOUT_ERROR`; `CIRCUIT_OPEN` when `circuit_open`. */
+  reason: FailureReason | null;
+  /** Sentence case, no trailing period; null when delivered. */
+  message: string | null;
+  /** Status of the last answer; null when none was received. */
+  status: number | null;
+  /** Latency of the last attempt (ms); null when no attempt was made. */
+  latencyMs: number | null;
+  /** Attempts made (refused ones not counted). */
+  attempts: number;
+  /** Attempts after the first. */
+  retries: number;
+  /** Attempts that timed out (the global timeout included). */
+  timeouts: number;
+  timeoutType: TimeoutType | null;
+  firstFailureAt: Date | null;
+  lastFailureAt: Date | null;
+}
+
+/** The client. */
+export interface UpstreamClient {
+  /** `host:port` of the upstream (for the audit event). */
+  readonly host: string;
+  /**
+   * Delivers one record (see the module doc).
+   *
+   * @throws the signal's reason when `options.signal` aborts; nothing else.
+   */
+  deliver(
+    envelope: Envelope,
+    record: SourceRecord,
+    options?: { signal?: AbortSignal },
+  ): Promise<DeliveryResult>;
+  /** Closes the connections (waits for requests in flight). */
+  close(): Promise<void>;
+}
+
+type Attempt =
+  | { kind: "ok"; status: number; latencyMs: number }
+  | {
+    kind: "http";
+    status: number;
+    statusText: string;
+    latencyMs: number;
+    retryAfterMs: number | null;
+  }
+  | { kind: "timeout"; type: "connect" | "read"; latencyMs: number }
+  | { kind: "network"; detail: string; latencyMs: number }
+  | { kind: "aborted"; latencyMs: number };
+
+const isUnhealthy = (a: Attempt) =>
+  a.kind === "timeout" || a.kind === "network" || (a.kind === "http" && a.status >= 500);
+
+const STATUS_TEXT: Record<number, string> = {
+  400: "Bad Request",
+  401: "Unauthorized",
+  403: "Forbidden",
+  404: "Not Found",
+  408: "Request Timeout",
+  409: "Conflict",
+  413: "Content Too Large",
+  415: "Unsupported Media Type",
+  422: "Unprocessable Content",
+  429: "Too Many Requests",
+  500: "Internal Server Error",
+  502: "Bad Gateway",
+  503: "Service Unavailable",
+  504: "Gateway Timeout",
+};
+
+/** Milliseconds to wait from a `Retry-After` value (seconds or HTTP date); null when absent/invalid. */
+export function parseRetryAfter(value: string | undefined, now = Date.now()): number | null {
+  if (value === undefined) return null;
+  const v = value.trim();
+  if (/^\d+$/.test(v)) return Number(v) * 1000;
+  const t = Date.parse(v);
+  return isNaN(t) ? null : Math.max(0, t - now);
+}
+
+function errorCode(e: unknown): string {
+  const c = (e as { code?: unknown })?.code;
+  return typeof c === "string" ? c : "";
+}
+
+class GlobalTimeout extends Error {
+  constructor(ms: number) {
+    super(`Upstream delivery exceeded the global timeout of ${ms} ms`);
+    this.name = "GlobalTimeout";
+  }
+}
+
+/** Creates the upstream client (one keep-alive pool). */
+export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
+  const url = new URL(options.url);
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    throw new TypeError(`Invalid upstream URL: expected http or https, got ${url.protocol}`);
+  }
+  const connectTimeoutMs = options.connectTimeoutMs ?? 2000;
+  const readTimeoutMs = options.readTimeoutMs ?? 5000;
+  const globalTimeoutMs = options.globalTimeoutMs ?? 30000;
+  const maxRetries = options.maxRetries ?? 3;
+  const retryBaseMs = options.retryBaseMs ?? 100;
+  const retryMaxMs = options.retryMaxMs ?? 5000;
+  const random = options.random ?? Math.random;
+  const sendPayload = options.body === "payload";
+  const breaker = options.breaker;
+  const path = url.pathname + url.search;
+  const pool = new Pool(url.origin, {
+    connections: options.maxConnections ?? 256,
+    connect: { timeout: connectTimeoutMs },
+    headersTimeout: readTimeoutMs,
+    bodyTimeout: readTimeoutMs,
+    keepAliveTimeout: 30_000,
+    keepAliveMaxTimeout: 600_000,
+  });
+
+  async function attempt(
+    body: Uint8Array | string,
+    headers: Record<string, string>,
+    signal: AbortSignal,
+  ): Promise<Attempt> {
+    const started = performance.now();
+    inflightRequests.inc();
+    let result: Attempt;
+    try {
+      const res = await pool.request({ path, method: "POST", headers, body, signal });
+      const status = res.statusCode;
+      let retryAfter: string | undefined;
+      const ra = res.headers["retry-after"];
+      if (ra !== undefined) retryAfter = Array.isArray(ra) ? ra[0] : ra;
+      // Read (and drop) the body so the socket is reused; a stall past the
+      // read timeout raises BodyTimeoutError here. Past 64 KiB, stop reading
+      // (the socket is then closed, not reused).
+      let read = 0;
+      for await (const chunk of res.body) {
+        read += (chunk as Uint8Array).byteLength;
+        if (read > 64 * 1024) break;
+      }
+      const latencyMs = performance.now() - started;
+      result = status >= 200 && status < 300 ? { kind: "ok", status, latencyMs } : {
+        kind: "http",
+        status,
+        statusText: STATUS_TEXT[status] ?? "",
+        latencyMs,
+        retryAfterMs: parseRetryAfter(retryAfter),
+      };
+    } catch (e) {
+      const latencyMs = performance.now() - started;
+      const code = errorCode(e);
+      if (signal.aborted) result = { kind: "aborted", latencyMs };
+      else if (e instanceof errors.ConnectTimeoutError || code === "UND_ERR_CONNECT_TIMEOUT") {
+        result = { kind: "timeout", type: "connect", latencyMs };
+      } else if (
+        e instanceof errors.HeadersTimeoutError || e instanceof errors.BodyTimeoutError ||
+        code === "UND_ERR_HEADERS_TIMEOUT" || code === "UND_ERR_BODY_TIMEOUT"
+      ) {
+        result = { kind: "timeout", type: "read", latencyMs };
+      } else {
+        const msg = e instanceof Error ? e.message : String(e);
+        result = { kind: "network", detail: code ? `${code}: ${msg}` : msg, latencyMs };
+      }
+    } finally {
+      inflightRequests.dec();
+    }
+    requestLatency.observe(result.latencyMs / 1000);
+    return result;
+  }
+
+  function sleep(ms: number, signal: AbortSignal): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (signal.aborted) return reject(signal.reason);
+      const onAbort = () => {
+        clearTimeout(t);
+        reject(signal.reason);
+      };
+      const t = setTimeout(() => {
+        signal.removeEventListener("abort", onAbort);
+        resolve();
+      }, ms);
+      signal.addEventListener("abort", onAbort, { once: true });
+    });
+  }
+
+  async function deliver(
+    envelope: Envelope,
+    record: SourceRecord,
+    opts: { signal?: AbortSignal } = {},
+  ): Promise<DeliveryResult> {
+    const callerSignal = opts.signal;
+    if (callerSignal?.aborted) throw callerSignal.reason;
+    const body: Uint8Array | string = sendPayload
+      ? JSON.stringify(envelope.payload ?? null)
+      : record.value ?? new Uint8Array(0);
+    const headers: Record<string, string> = {
+      "content-type": headerValue(record.headers, "content-type") ?? "application/json",
+      "idempotency-key": envelope.idempotency_key,
+      "traceparent": envelope.traceparent,
+      "x-request-id": envelope.request_id,
+    };
+    const ctl = new AbortController();
+    const globalTimer = setTimeout(
+      () => ctl.abort(new GlobalTimeout(globalTimeoutMs)),
+      globalTimeoutMs,
+    );
+    const onCallerAbort = () => ctl.abort(callerSignal!.reason);
+    callerSignal?.addEventListener("abort", onCallerAbort, { once: true });
+
+    const out: DeliveryResult = {
+      outcome: "failed",
+      reason: null,
+      message: null,
+      status: null,
+      latencyMs: null,
+      attempts: 0,
+      retries: 0,
+      timeouts: 0,
+      timeoutType: null,
+      firstFailureAt: null,
+      lastFailureAt: null,
+    };
+    const failed = (reason: FailureReason, message: string): DeliveryResult => {
+      out.outcome = reason === "CIRCUIT_OPEN" ? "circuit_open" : "failed";
+      out.reason = reason;
+      out.message = message;
+      return out;
+    };
+    const globalTimedOut = (): DeliveryResult => {
+      out.timeouts++;
+      out.timeoutType = "global";
+      out.lastFailureAt = new Date();
+      out.firstFailureAt ??= out.lastFailureAt;
+      timeoutsTotal.inc({ timeout_type: "global" });
+      errorsTotal.inc({ kind: "timeout" });
+      return failed("TIMEOUT_ERROR", (ctl.signal.reason as Error).message);
+    };
+    try {
+      for (let n = 0;; n++) {
+        if (n > 0) {
+          out.retries++;
+          retriesTotal.inc();
+        }
+        let a: Attempt;
+        try {
+          const run = (signal: AbortSignal) => {
+            if (signal === ctl.signal) return attempt(body, headers, ctl.signal);
+            // The breaker's signal (aborted on stop) also aborts this attempt.
+            const onStop = () => ctl.abort(signal.reason);
+            signal.addEventListener("abort", onStop, { once: true });
+            return attempt(body, headers, ctl.signal).finally(() =>
+              signal.removeEventListener("abort", onStop)
+            );
+          };
+          a = breaker ? await breaker.run(run, isUnhealthy) : await run(ctl.signal);
+        } catch (e) {
+          if (e instanceof CircuitOpenError) return failed("CIRCUIT_OPEN", e.message);
+          throw e;
+        }
+        out.attempts++;
+        out.latencyMs = a.latencyMs;
+        if (a.kind === "ok") {
+          out.outcome = "delivered";
+          out.status = a.status;
+          return out;
+        }
+        if (a.kind === "aborted") {
+          if (ctl.signal.reason instanceof GlobalTimeout) return globalTimedOut();
+          throw ctl.signal.reason;
+        }
+        out.lastFailureAt = new Date();
+        out.firstFailureAt ??= out.lastFailureAt;
+        let describe: string;
+        let retryAfterMs: number | null = null;
+        if (a.kind === "http") {
+          out.status = a.status;
+          errorsTotal.inc({ kind: a.status >= 500 ? "http_5xx" : "http_4xx" });
+          describe = `Upstream answered ${a.status}${a.statusText ? " " + a.statusText : ""}`;
+          if (a.status < 500 && a.status !== 408 && a.status !== 429) {
+            return failed("PROCESSING_ERROR", describe);
+          }
+          retryAfterMs = a.retryAfterMs;
+        } else if (a.kind === "timeout") {
+          out.status = null;
+          out.timeouts++;
+          out.timeoutType = a.type;
+          timeoutsTotal.inc({ timeout_type: a.type });
+          errorsTotal.inc({ kind: "timeout" });
+          describe = a.type === "connect"
+            ? `Upstream connect timeout after ${connectTimeoutMs} ms`
+            : `Upstream read timeout after ${readTimeoutMs} ms`;
+        } else {
+          out.status = null;
+          errorsTotal.inc({ kind: "network" });
+          describe = `Upstream network error: ${a.detail}`;
+        }
+        if (n >= maxRetries) {
+          const suffix = maxRetries === 0 ? "" : ` after ${out.retries} retries`;
+          return failed(
+            a.kind === "timeout" ? "TIMEOUT_ERROR" : "PROCESSING_ERROR",
+            describe + suffix,
+          );
+        }
+        const cap = Math.min(retryMaxMs, retryBaseMs * 2 ** n);
+        const delay = retryAfterMs !== null ? Math.min(retryAfterMs, retryMaxMs) : random() * cap;
+        try {
+          await sleep(delay, ctl.signal);
+        } catch {
+          if (ctl.signal.reason instanceof GlobalTimeout) return globalTimedOut();
+          throw ctl.signal.reason;
+        }
+      }
+    } finally {
+      clearTimeout(globalTimer);
+      callerSignal?.removeEventListener("abort", onCallerAbort);
+    }
+  }
+
+  return {
+    host: url.host,
+    deliver,
+    close: () => pool.close(),
+  };
+}
