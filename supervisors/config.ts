@@ -482,7 +482,10 @@ export function loadConfig(
     else out[spec.key] = value;
   }
   for (const name of Object.keys(env)) {
-    if (name.startsWith("SLUICE_") && !known.has(name) && !IGNORED_ENV.has(name)) {
+    if (
+      name.startsWith("SLUICE_") && !known.has(name) && !IGNORED_ENV.has(name) &&
+      !name.startsWith("SLUICE_TEST_")
+    ) {
       problems.push(`${name}: unknown variable (see \`sluice start --help\` for the list)`);
     }
   }
@@ -502,8 +505,8 @@ export function loadConfig(
   return Object.freeze(out) as unknown as Config;
 }
 
-/** `SLUICE_` variables read by tools rather than by the service. */
-const IGNORED_ENV = new Set(["SLUICE_URL", "SLUICE_TEST_KEEP", "SLUICE_TEST_CACHE"]);
+/** `SLUICE_` variables read by tools rather than by the service (and every `SLUICE_TEST_*`). */
+const IGNORED_ENV = new Set(["SLUICE_URL"]);
 
 /** The effective configuration as printable lines, secrets masked. */
 export function describeConfig(config: Config): Record<string, unknown> {

@@ -103,11 +103,14 @@ export async function startSluiceProcess(opts: SluiceProcessOptions): Promise<Sl
   if (opts.waitReady ?? true) {
     try {
       await waitFor(async () => {
-        if (exited) throw new Error(`sluice exited early:\n${out}`);
+        if (exited) return true;
         const res = await fetch(`${url}/health/ready`).catch(() => undefined);
         await res?.body?.cancel();
         return res?.status === 200;
       }, { timeoutMs: 60_000, intervalMs: 200, message: "sluice to be ready" });
+      if (exited) {
+        throw new Error(`sluice exited before it was ready (exit ${(await status).code})`);
+      }
     } catch (e) {
       await proc.stop("SIGKILL");
       throw new Error(
