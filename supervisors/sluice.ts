@@ -152,7 +152,6 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
   kafkaOk = await logClient.ping().catch(() => false);
   if (!kafkaOk) kafkaDetail = `${parts.log} does not answer`;
 
-
   const ready = (): ReturnType<AppDeps["ready"]> => {
     const checks: Record<string, ReadyCheck> = {
       kafka: kafkaOk ? { ok: true, detail: parts.log } : { ok: false, detail: kafkaDetail },

@@ -121,7 +121,7 @@ async function main(): Promise<number> {
   const status = await child.status;
   child = undefined;
   // deno test ends with "ok | 12 passed (3 steps) | 0 failed (1m2s)" or "FAILED | ...".
-  const plain = buffered.replace(/\x1b\[[0-9;]*m/g, "");
+  const plain = buffered.replace(new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*m`, "g"), "");
   const m = /(?:ok|FAILED) \| (\d+) passed(?: \(\d+ steps?\))? \| (\d+) failed/.exec(plain);
   if (m) {
     passed = Number(m[1]);
