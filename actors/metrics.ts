@@ -143,3 +143,34 @@ export const replayRecordsTotal = new client.Counter({
   labelNames: ["result"] as const,
   registers: r,
 });
+
+// Labelled counters start at 0 for every known label value, so that the
+// first dead letter or timeout of a kind is visible to `increase()` and rate
+// alerts (Prometheus cannot see a series appear from nothing).
+for (const outcome of ["delivered", "dead_lettered", "skipped_duplicate"]) {
+  requestsTotal.inc({ outcome }, 0);
+}
+for (
+  const reason of [
+    "DESERIALIZATION_ERROR",
+    "VALIDATION_ERROR",
+    "PROCESSING_ERROR",
+    "TIMEOUT_ERROR",
+    "CIRCUIT_OPEN",
+    "UNKNOWN_ERROR",
+  ]
+) kafkaDlqMessagesTotal.inc({ failure_reason: reason }, 0);
+for (const t of ["connect", "read", "global"]) timeoutsTotal.inc({ timeout_type: t }, 0);
+for (
+  const kind of [
+    "http_4xx",
+    "http_5xx",
+    "timeout",
+    "network",
+    "deserialization",
+    "validation",
+    "unknown",
+  ]
+) {
+  errorsTotal.inc({ kind }, 0);
+}
