@@ -147,15 +147,17 @@ export class Pipeline {
       });
       worker.on("full", () => actor.send({ type: "PAUSE", reason: "inflight" }));
       worker.on("ready", () => actor.send({ type: "RESUME", reason: "inflight" }));
-      worker.on(
-        "error",
-        (e, record) =>
-          log.error("record failed without an outcome; it will be consumed again", {
-            partition: key,
-            offset: record.offset,
-            error: e instanceof Error ? e.message : String(e),
-          }),
-      );
+      // A record that ended with neither outcome holds the watermark: restart
+      // the pipeline (supervisor) so the record is consumed again from the
+      // committed offset, instead of stalling the partition.
+      worker.on("error", (e, record) => {
+        log.error("record failed without an outcome; restarting to consume it again", {
+          partition: key,
+          offset: record.offset,
+          error: e instanceof Error ? e.message : String(e),
+        });
+        this.fail(e instanceof Error ? e : new Error(String(e)));
+      });
       const run: PartitionRun = { tp, key, actorId, actor, worker, committed: null, batches: 0 };
       this.parts.set(key, run);
       actor.send({ type: "START" });

@@ -358,7 +358,14 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
           await pl.drain(AbortSignal.timeout(config.shutdownDrainMs));
           await pl.close();
           await p.disconnect().catch(() => {});
-        }, (fail) => pl.onFailure(fail));
+        }, (fail) =>
+          pl.onFailure(async (e) => {
+            // The child is dead: release the group and the producer before the
+            // supervisor starts a new one (records not committed are re-read).
+            await pl.close().catch(() => {});
+            await p.disconnect().catch(() => {});
+            fail(e);
+          }));
       },
     },
   ];
