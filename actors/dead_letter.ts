@@ -21,7 +21,7 @@
  *
  * @module
  */
-import type { FailureReason } from "./audit/event.ts";
+import { FAILURE_REASONS, type FailureReason } from "./audit/event.ts";
 import { headerValue } from "./envelope.ts";
 import type { SourceRecord } from "./record.ts";
 
@@ -32,14 +32,7 @@ export const DEAD_LETTER_ID_HEADER = "x-sluice-dead-letter-id";
 /** Default suffix of the dead-letter topic (`SLUICE_DLQ_SUFFIX`). */
 export const DEFAULT_DLQ_SUFFIX = "-dlq";
 
-const FAILURE_REASONS: ReadonlySet<string> = new Set<FailureReason>([
-  "DESERIALIZATION_ERROR",
-  "VALIDATION_ERROR",
-  "PROCESSING_ERROR",
-  "TIMEOUT_ERROR",
-  "CIRCUIT_OPEN",
-  "UNKNOWN_ERROR",
-]);
+const FAILURE_REASON_SET: ReadonlySet<string> = new Set<string>(FAILURE_REASONS);
 
 /** Encoding of a bytes field of a dead letter. */
 export type BytesEncoding = "utf8" | "base64";
@@ -285,7 +278,7 @@ export function parseDeadLetter(value: Uint8Array | string): DeadLetter {
     failure_reason: need(
       o,
       "failure_reason",
-      (v) => typeof v === "string" && FAILURE_REASONS.has(v),
+      (v) => typeof v === "string" && FAILURE_REASON_SET.has(v),
     ),
     error_message: need(o, "error_message", isString),
     retry_count: need(o, "retry_count", isCount),

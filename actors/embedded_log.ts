@@ -55,6 +55,7 @@ import type {
   RangeReader,
   TopicPartition,
 } from "./source.ts";
+import { syncDir, writeAll } from "./durable_fs.ts";
 
 const log = logger("embedded-log");
 const encoder = new TextEncoder();
@@ -207,24 +208,6 @@ function parseOffset(offset: string, what: string): number {
 
 // ---------------------------------------------------------------------------
 // Files
-
-async function writeAll(file: Deno.FsFile, data: Uint8Array): Promise<void> {
-  let off = 0;
-  while (off < data.length) off += await file.write(data.subarray(off));
-}
-
-async function syncDir(dir: string): Promise<void> {
-  try {
-    const d = await Deno.open(dir, { read: true });
-    try {
-      await d.sync();
-    } finally {
-      d.close();
-    }
-  } catch {
-    // Some file systems refuse to sync a directory; the data itself is synced.
-  }
-}
 
 /** Writes `text` to `path` atomically: temporary file, fsync, rename, fsync of the directory. */
 async function atomicWrite(path: string, text: string): Promise<void> {

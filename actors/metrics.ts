@@ -7,6 +7,7 @@
  * @module
  */
 import client from "prom-client";
+import { FAILURE_REASONS } from "./audit/event.ts";
 
 /** The registry served on `GET /metrics`. */
 export const registry = new client.Registry();
@@ -150,16 +151,7 @@ export const replayRecordsTotal = new client.Counter({
 for (const outcome of ["delivered", "dead_lettered", "skipped_duplicate"]) {
   requestsTotal.inc({ outcome }, 0);
 }
-for (
-  const reason of [
-    "DESERIALIZATION_ERROR",
-    "VALIDATION_ERROR",
-    "PROCESSING_ERROR",
-    "TIMEOUT_ERROR",
-    "CIRCUIT_OPEN",
-    "UNKNOWN_ERROR",
-  ]
-) kafkaDlqMessagesTotal.inc({ failure_reason: reason }, 0);
+for (const reason of FAILURE_REASONS) kafkaDlqMessagesTotal.inc({ failure_reason: reason }, 0);
 for (const t of ["connect", "read", "global"]) timeoutsTotal.inc({ timeout_type: t }, 0);
 for (
   const kind of [

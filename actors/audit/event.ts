@@ -20,6 +20,16 @@ export type FailureReason =
   | "CIRCUIT_OPEN"
   | "UNKNOWN_ERROR";
 
+/** Every dead-letter reason, in documentation order. */
+export const FAILURE_REASONS: readonly FailureReason[] = [
+  "DESERIALIZATION_ERROR",
+  "VALIDATION_ERROR",
+  "PROCESSING_ERROR",
+  "TIMEOUT_ERROR",
+  "CIRCUIT_OPEN",
+  "UNKNOWN_ERROR",
+];
+
 /** One audit event. */
 export interface AuditEvent {
   event_version: number;

@@ -26,6 +26,7 @@
  */
 import type { AuditEvent } from "./event.ts";
 import { logger } from "../log.ts";
+import { syncDir, writeAll } from "../durable_fs.ts";
 
 const log = logger("audit.spool");
 const encoder = new TextEncoder();
@@ -139,24 +140,6 @@ export function parseSegment(
 function randomId(): string {
   const b = crypto.getRandomValues(new Uint8Array(4));
   return [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
-}
-
-async function writeAll(file: Deno.FsFile, data: Uint8Array): Promise<void> {
-  let off = 0;
-  while (off < data.length) off += await file.write(data.subarray(off));
-}
-
-async function syncDir(dir: string): Promise<void> {
-  try {
-    const d = await Deno.open(dir, { read: true });
-    try {
-      await d.sync();
-    } finally {
-      d.close();
-    }
-  } catch {
-    // Some file systems refuse to sync a directory; the data itself is synced.
-  }
 }
 
 /** The spool. Create with {@link Spool.open}. */
