@@ -28,6 +28,7 @@
  * @module
  */
 import { hostname } from "node:os";
+import denoJson from "../deno.json" with { type: "json" };
 import { type AuditStore, FsAuditStore, S3AuditStore } from "../actors/audit/store.ts";
 import { type AuditTrail, createAuditTrail } from "../actors/audit/trail.ts";
 import { type CircuitBreaker, createCircuitBreaker } from "../actors/circuit_breaker.ts";
@@ -176,7 +177,7 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
       : pipeline?.pauseReasons().includes("operator")
       ? "drained"
       : "running",
-    version: "0.1.0",
+    version: denoJson.version,
     mode: logClient.kind === "embedded" || !config.s3Endpoint || sim ? "local" : "kafka",
     parts,
     uptime_s: Math.round((Date.now() - started) / 1000),
@@ -496,7 +497,7 @@ export async function runSluice(config: Config): Promise<number> {
   }:${sluice.port}`;
   const banner = [
     "",
-    `sluice 0.1.0 is running`,
+    `sluice ${denoJson.version} is running`,
     `  log:       ${sluice.parts.log}`,
     `  audit:     ${sluice.parts.audit}`,
     `  upstream:  ${sluice.parts.upstream}`,
