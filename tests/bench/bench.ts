@@ -1,0 +1,855 @@
+/**
+ * `deno task bench`: the benchmarks of shared/DESIGN.md §5 in one run, on the
+ * same real Kafka and Ceph RGW the tests use, with sluice as a real process.
+ * Prints one Markdown table and writes the figures as JSON.
+ *
+ * ```
+ * deno task bench                     # starts Kafka + RGW itself, stops them at the end (also on Ctrl-C)
+ * deno task bench --quick             # tiny sizes (what CI runs, through tests/bench_quick_test.ts)
+ * deno task bench --out path.json     # default ./bench-results.json
+ * SLUICE_TEST_STATE=… deno task bench # reuse running infrastructure (deno task test --hold, or the runner)
+ * ```
+ *
+ * Each figure is compared only with figures of the same run. What is run:
+ *
+ * 1. framework overhead: sluice with a no-op upstream (loopback, 200 at once,
+ *    `SLUICE_RATE_LIMIT=0`, `SLUICE_ORDERING=key`, large in-flight) against
+ *    a hand-written kafkajs `eachBatch` consumer POSTing every record to the
+ *    same upstream, and against `eachBatch` doing nothing;
+ * 2. delivery: sluice against a 10 ms upstream against a kafkajs
+ *    `eachMessage` + `fetch` loop;
+ * 3. graceful shutdown with about 10,000 records in flight or buffered:
+ *    SIGTERM to exit, and the ledger (committed offsets against the audit
+ *    trail read back from RGW);
+ * 4. RSS (`process_resident_memory_bytes`) sampled during runs 1, 2 and 5;
+ * 5. latency at a steady 200 records/s against a 10 ms upstream: production
+ *    → `record.completed` on `/ws/events`, with the upstream's own timestamps
+ *    to split the record's time; the audit's share is the in-process spool
+ *    append latency (group commit, same concurrency) over the rest;
+ * 6. audit append throughput with and without group commit (`benchAppend`).
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import type { Kafka } from "kafkajs";
+import { benchAppend } from "../../actors/audit/bench.ts";
+import { AUDIT_EVENT_VERSION, type AuditEvent } from "../../actors/audit/event.ts";
+import { Spool } from "../../actors/audit/spool.ts";
+import {
+  ensureDebianPackages,
+  type InfraState,
+  logTails,
+  startInfra,
+  stopInfra,
+} from "../harness/infra.ts";
+import { checkLedger, readAllAuditEvents, rgwStore } from "../harness/ledger.ts";
+import { infra, uniqueName } from "../harness/mod.ts";
+import { type SluiceProcess, startSluiceProcess } from "../harness/sluice_process.ts";
+import {
+  type BenchStub,
+  createTopic,
+  envelope,
+  fillTopic,
+  kafkaClient,
+  listenWs,
+  machine,
+  metricFrom,
+  offsets,
+  PARTITIONS,
+  percentile,
+  ROW_IDS,
+  sampleRss,
+  startBenchStub,
+  until,
+} from "./lib.ts";
+
+/** Sizes of one run. */
+interface Sizes {
+  framework: number;
+  delivery: number;
+  baselineCapS: number;
+  upstreamLatencyMs: number;
+  shutdownRecords: number;
+  shutdownInflight: number;
+  latencyRate: number;
+  latencySeconds: number;
+  appendEvents: number;
+  appendSingleEvents: number;
+  appendLatencyEvents: number;
+}
+
+const FULL: Sizes = {
+  framework: 50_000,
+  delivery: 20_000,
+  baselineCapS: 20,
+  upstreamLatencyMs: 10,
+  shutdownRecords: 40_000,
+  shutdownInflight: 10_000,
+  latencyRate: 200,
+  latencySeconds: 20,
+  appendEvents: 20_000,
+  appendSingleEvents: 2_000,
+  appendLatencyEvents: 3_000,
+};
+
+const QUICK: Sizes = {
+  framework: 600,
+  delivery: 300,
+  baselineCapS: 3,
+  upstreamLatencyMs: 10,
+  shutdownRecords: 1_500,
+  shutdownInflight: 500,
+  latencyRate: 100,
+  latencySeconds: 2,
+  appendEvents: 500,
+  appendSingleEvents: 100,
+  appendLatencyEvents: 200,
+};
+
+/** One line of the table. */
+export interface Row {
+  id: string;
+  benchmark: string;
+  value: number;
+  unit: string;
+  /** e.g. `≥ 0.8`; absent for context figures. */
+  target?: string;
+  met?: boolean;
+  note?: string;
+}
+
+const t0 = Date.now();
+const say = (s: string) => console.error(`[bench +${((Date.now() - t0) / 1000).toFixed(1)}s] ${s}`);
+
+/** Things to stop if the run is interrupted (Ctrl-C) or fails. */
+const live = new Set<() => Promise<void>>();
+
+function track(stop: () => Promise<void>): () => void {
+  live.add(stop);
+  return () => live.delete(stop);
+}
+
+const round = (v: number, digits = 0) => Math.round(v * 10 ** digits) / 10 ** digits;
+
+function sluiceEnv(
+  topic: string,
+  group: string,
+  bucket: string,
+  upstreamUrl: string,
+  extra: Record<string, string> = {},
+): Record<string, string> {
+  const { kafka, s3 } = infra();
+  return {
+    SLUICE_KAFKA_BROKERS: kafka.brokers.join(","),
+    SLUICE_TOPICS: topic,
+    SLUICE_GROUP_ID: group,
+    SLUICE_UPSTREAM_URL: upstreamUrl,
+    SLUICE_S3_ENDPOINT: s3.endpoint,
+    SLUICE_S3_ACCESS_KEY: s3.accessKey,
+    SLUICE_S3_SECRET_KEY: s3.secretKey,
+    SLUICE_S3_BUCKET: bucket,
+    SLUICE_RATE_LIMIT: "0",
+    SLUICE_LOG_FORMAT: "json",
+    ...extra,
+  };
+}
+
+/** Starts sluice, tracked for clean-up; `fn` runs with it; it is always stopped. */
+async function withSluice<T>(
+  env: Record<string, string>,
+  fn: (s: SluiceProcess) => Promise<T>,
+): Promise<T> {
+  const s = await startSluiceProcess({ env });
+  const kill = async () => {
+    await s.stop("SIGKILL");
+  };
+  const untrack = track(kill);
+  try {
+    return await fn(s);
+  } catch (e) {
+    console.error(`--- sluice output (last 4000 chars) ---\n${s.output().slice(-4000)}`);
+    throw e;
+  } finally {
+    const killer = setTimeout(kill, 30_000);
+    await s.stop("SIGTERM");
+    clearTimeout(killer);
+    untrack();
+    await Deno.remove(s.dataDir, { recursive: true }).catch(() => {});
+  }
+}
+
+/** Runs tests/bench/baseline.ts as its own process; returns its JSON line. */
+async function baseline(args: Record<string, string | number>): Promise<{
+  records: number;
+  seconds: number;
+  rps: number;
+  cpuMsPer1k: number;
+}> {
+  const script = new URL("./baseline.ts", import.meta.url).pathname;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-all",
+      script,
+      ...Object.entries(args).flatMap(([k, v]) => [`--${k}`, String(v)]),
+    ],
+    stdout: "piped",
+    stderr: "piped",
+    stdin: "null",
+  }).spawn();
+  const untrack = track(async () => {
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // Gone.
+    }
+    await child.status;
+  });
+  const killer = setTimeout(() => {
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // Gone.
+    }
+  }, 180_000);
+  try {
+    const out = await child.output();
+    const text = new TextDecoder().decode(out.stdout).trim();
+    if (!out.success) {
+      throw new Error(
+        `baseline ${args.mode} failed (exit ${out.code}): ${
+          new TextDecoder().decode(out.stderr).slice(-2000)
+        }`,
+      );
+    }
+    return JSON.parse(text.split("\n").pop()!);
+  } finally {
+    clearTimeout(killer);
+    untrack();
+  }
+}
+
+async function withStub<T>(
+  opts: { latencyMs: number; track?: boolean },
+  fn: (s: BenchStub) => Promise<T>,
+): Promise<T> {
+  const stub = startBenchStub(opts);
+  const untrack = track(() => stub.stop());
+  try {
+    return await fn(stub);
+  } finally {
+    untrack();
+    await stub.stop();
+  }
+}
+
+/** Waits until sluice delivered (and audited) `n` records and the upstream saw them all. */
+async function delivered(s: SluiceProcess, stub: BenchStub, n: number, timeoutMs: number) {
+  await until(() => stub.distinct >= n, timeoutMs, `${n} records at the upstream`, 20);
+  await until(
+    async () => (await s.metric("requests_total", { outcome: "delivered" })) >= n,
+    30_000,
+    `${n} records finished by sluice`,
+  );
+}
+
+/** RSS samples (bytes) of the runs under load, by run. */
+const rssByRun = new Map<string, number[]>();
+
+/** CPU seconds of a sluice (`process_cpu_seconds_total`). */
+async function cpuSeconds(s: SluiceProcess): Promise<number> {
+  return await s.metric("process_cpu_seconds_total");
+}
+
+/**
+ * Runs sluice until it finished `n` records; returns the upstream's rate and
+ * sluice's CPU milliseconds per 1000 records (from ready to the end).
+ */
+async function measureSluice(
+  run: string,
+  s: SluiceProcess,
+  stub: BenchStub,
+  n: number,
+): Promise<{ rps: number; cpuMsPer1k: number }> {
+  const rss = sampleRss(s.url);
+  try {
+    const cpu0 = await cpuSeconds(s);
+    const done0 = stub.distinct;
+    await delivered(s, stub, n, 300_000);
+    const cpu = (await cpuSeconds(s)) - cpu0;
+    return { rps: stub.rate(), cpuMsPer1k: (1e6 * cpu) / Math.max(1, n - done0) };
+  } finally {
+    rssByRun.set(run, await rss.stop());
+  }
+}
+
+async function frameworkOverhead(kafka: Kafka, z: Sizes): Promise<Row[]> {
+  const topic = uniqueName("bench-framework");
+  const brokers = infra().kafka.brokers.join(",");
+  say(`framework: filling ${topic} with ${z.framework} records`);
+  await fillTopic(kafka, topic, z.framework);
+  const noop = await baseline({
+    mode: "batch-noop",
+    brokers,
+    topic,
+    group: uniqueName("bench-noop"),
+    count: z.framework,
+  });
+  say(`framework: raw eachBatch (no work) ${round(noop.rps)} records/s`);
+  const raw = await withStub({ latencyMs: 0 }, async (stub) => {
+    const b = await baseline({
+      mode: "batch-post",
+      brokers,
+      topic,
+      group: uniqueName("bench-raw"),
+      url: stub.url,
+      count: z.framework,
+      concurrency: 256,
+    });
+    return { rps: stub.rate(), cpuMsPer1k: b.cpuMsPer1k };
+  });
+  say(`framework: raw eachBatch + POST ${round(raw.rps)} records/s`);
+  const sluice = await withStub({ latencyMs: 0 }, (stub) =>
+    withSluice(
+      sluiceEnv(topic, uniqueName("bench-sluice"), uniqueName("bench-audit"), stub.url, {
+        SLUICE_ORDERING: "key",
+        SLUICE_MAX_INFLIGHT: "1000",
+      }),
+      (s) => measureSluice("framework", s, stub, z.framework),
+    ));
+  say(`framework: sluice (no-op upstream) ${round(sluice.rps)} records/s`);
+  const ratio = sluice.rps / raw.rps;
+  return [
+    {
+      id: "framework.sluice",
+      benchmark: "Framework: sluice, no-op upstream",
+      value: round(sluice.rps),
+      unit: "records/s",
+      note: `${round(sluice.cpuMsPer1k)} ms CPU per 1000 records (sluice process)`,
+    },
+    {
+      id: "framework.raw_post",
+      benchmark: "Framework: raw kafkajs eachBatch + POST, same upstream",
+      value: round(raw.rps),
+      unit: "records/s",
+      note: `${round(raw.cpuMsPer1k)} ms CPU per 1000 records (consumer process)`,
+    },
+    {
+      id: "framework.ratio",
+      benchmark: "Framework overhead: sluice / raw eachBatch + POST",
+      value: round(ratio, 2),
+      unit: "×",
+      target: "≥ 0.8",
+      met: ratio >= 0.8,
+    },
+    {
+      id: "framework.raw_noop",
+      benchmark: "Framework: raw kafkajs eachBatch, no work per record",
+      value: round(noop.rps),
+      unit: "records/s",
+    },
+    {
+      id: "framework.ratio_noop",
+      benchmark: "Framework: sluice / raw eachBatch with no work",
+      value: round(sluice.rps / noop.rps, 3),
+      unit: "×",
+      note: "context: the consumption ceiling, no HTTP, no audit",
+    },
+  ];
+}
+
+async function delivery(kafka: Kafka, z: Sizes): Promise<Row[]> {
+  const topic = uniqueName("bench-delivery");
+  const brokers = infra().kafka.brokers.join(",");
+  say(`delivery: filling ${topic} with ${z.delivery} records`);
+  await fillTopic(kafka, topic, z.delivery);
+  const sluice = await withStub({ latencyMs: z.upstreamLatencyMs }, (stub) =>
+    withSluice(
+      sluiceEnv(topic, uniqueName("bench-sluice"), uniqueName("bench-audit"), stub.url, {
+        SLUICE_ORDERING: "key",
+        SLUICE_MAX_INFLIGHT: "512",
+      }),
+      (s) => measureSluice("delivery", s, stub, z.delivery),
+    ));
+  say(`delivery: sluice ${round(sluice.rps)} records/s`);
+  const naive = await withStub({ latencyMs: z.upstreamLatencyMs }, async (stub) => {
+    await baseline({
+      mode: "message-fetch",
+      brokers,
+      topic,
+      group: uniqueName("bench-naive"),
+      url: stub.url,
+      count: z.delivery,
+      seconds: z.baselineCapS,
+    });
+    return stub.rate();
+  });
+  say(`delivery: eachMessage + fetch ${round(naive)} records/s`);
+  const ratio = sluice.rps / naive;
+  return [
+    {
+      id: "delivery.sluice",
+      benchmark: `Delivery: sluice, ${z.upstreamLatencyMs} ms upstream`,
+      value: round(sluice.rps),
+      unit: "records/s",
+    },
+    {
+      id: "delivery.naive",
+      benchmark: `Delivery: kafkajs eachMessage + fetch, ${z.upstreamLatencyMs} ms upstream`,
+      value: round(naive),
+      unit: "records/s",
+    },
+    {
+      id: "delivery.ratio",
+      benchmark: "Delivery: sluice / eachMessage + fetch",
+      value: round(ratio, 1),
+      unit: "×",
+      target: "≥ 5",
+      met: ratio >= 5,
+    },
+  ];
+}
+
+async function shutdown(kafka: Kafka, z: Sizes): Promise<Row[]> {
+  const topic = uniqueName("bench-shutdown");
+  const group = uniqueName("bench-sluice");
+  const bucket = uniqueName("bench-audit");
+  say(`shutdown: filling ${topic} with ${z.shutdownRecords} records`);
+  await fillTopic(kafka, topic, z.shutdownRecords);
+  const perPartition = Math.ceil(z.shutdownInflight / PARTITIONS);
+  const r = await withStub({ latencyMs: 20 }, async (stub) => {
+    const s = await startSluiceProcess({
+      env: sluiceEnv(topic, group, bucket, stub.url, {
+        SLUICE_ORDERING: "none",
+        SLUICE_MAX_INFLIGHT: String(perPartition),
+        SLUICE_AUDIT_BATCH_AGE_MS: "1000",
+      }),
+    });
+    const untrack = track(async () => {
+      await s.stop("SIGKILL");
+    });
+    try {
+      let pending = 0;
+      await until(
+        async () => {
+          const text = await (await fetch(`${s.url}/metrics`)).text();
+          pending = metricFrom(text, "queue_depth") ?? 0;
+          return pending >= z.shutdownInflight;
+        },
+        60_000,
+        `${z.shutdownInflight} records in flight or buffered`,
+        10,
+      );
+      const rss = metricFrom(
+        await (await fetch(`${s.url}/metrics`)).text(),
+        "process_resident_memory_bytes",
+      ) ?? NaN;
+      const start = performance.now();
+      const killer = setTimeout(() => s.stop("SIGKILL"), 60_000);
+      const code = await s.stop("SIGTERM");
+      const exitMs = performance.now() - start;
+      clearTimeout(killer);
+      let spoolLeft = 0;
+      try {
+        for (const e of Deno.readDirSync(`${s.dataDir}/spool`)) {
+          if (e.name.endsWith(".jsonl")) spoolLeft++;
+        }
+      } catch {
+        // No spool directory: nothing left.
+      }
+      return { pending, code, exitMs, spoolLeft, rss, output: s.output() };
+    } finally {
+      untrack();
+      await s.stop("SIGKILL");
+      await Deno.remove(s.dataDir, { recursive: true }).catch(() => {});
+    }
+  });
+  say(`shutdown: ${r.pending} pending at SIGTERM, exit ${r.code} after ${round(r.exitMs)} ms`);
+  if (r.code !== 0) console.error(`--- sluice output ---\n${r.output.slice(-4000)}`);
+  const { high, committed } = await offsets(kafka, topic, group);
+  const store = rgwStore(bucket);
+  let events;
+  try {
+    events = await readAllAuditEvents(store);
+  } finally {
+    store.close();
+  }
+  const committedPositions: string[] = [];
+  let reread = 0n;
+  for (const [p, h] of high) {
+    const c = committed.get(p) ?? 0n;
+    for (let o = 0n; o < c; o++) committedPositions.push(`${topic}/${p}/${o}`);
+    reread += h - c;
+  }
+  const ledger = checkLedger(committedPositions, events);
+  const lost = ledger.missing.length;
+  say(
+    `shutdown: committed ${committedPositions.length}, audited ${events.length}, lost ${lost}, re-read later ${reread}`,
+  );
+  return [
+    {
+      id: "shutdown.inflight",
+      benchmark: "Shutdown: records in flight or buffered at SIGTERM",
+      value: r.pending,
+      unit: "records",
+      note: `sum of queue_depth; RSS then ${round(r.rss / 1e6, 1)} MB`,
+    },
+    {
+      id: "shutdown.exit",
+      benchmark: "Shutdown: SIGTERM → exit",
+      value: round(r.exitMs / 1000, 2),
+      unit: "s",
+      target: "< 5",
+      met: r.exitMs < 5000 && r.code === 0,
+      note: `exit code ${r.code}; spool segments left ${r.spoolLeft}`,
+    },
+    {
+      id: "shutdown.lost",
+      benchmark: "Shutdown: records lost (committed without an audit outcome)",
+      value: lost,
+      unit: "records",
+      target: "0",
+      met: lost === 0,
+      note: `committed ${committedPositions.length}, final audit outcomes ${
+        Object.values(ledger.outcomes).reduce((a, b) => a + b, 0)
+      }, duplicates ${ledger.duplicates.size}, uncommitted (read again at next start) ${reread}`,
+    },
+  ];
+}
+
+function auditEvent(i: number): AuditEvent {
+  return {
+    event_version: AUDIT_EVENT_VERSION,
+    event_type: "record.delivered",
+    timestamp: new Date().toISOString(),
+    trace_id: "4bf92f3577b34da6a3ce929d0e0e4736",
+    request_id: `lat-${i}`,
+    idempotency_key: `bench/${i % PARTITIONS}/${i}`,
+    topic: "bench",
+    partition: i % PARTITIONS,
+    offset: String(i),
+    upstream: { host: "127.0.0.1", status_code: 200, latency_ms: 10 },
+    resilience: { retry_count: 0, timeout_count: 0, timeout_type: null, circuit_state: "closed" },
+    result: { outcome: "delivered", error_code: null, error_message: null },
+  };
+}
+
+/** Median latency (ms) of spool appends (group commit) with `concurrency` appends in flight. */
+async function appendLatency(events: number, concurrency: number): Promise<number> {
+  const dir = await Deno.makeTempDir({ prefix: "sluice-bench-append-" });
+  try {
+    const { spool } = await Spool.open(dir, { groupCommit: true, segmentEvents: 50_000 });
+    const lat: number[] = [];
+    let next = 0;
+    const worker = async () => {
+      while (next < events) {
+        const i = next++;
+        const a = performance.now();
+        await spool.append(auditEvent(i));
+        lat.push(performance.now() - a);
+      }
+    };
+    await Promise.all(Array.from({ length: concurrency }, worker));
+    await spool.close();
+    return percentile(lat, 50);
+  } finally {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+}
+
+async function latency(kafka: Kafka, z: Sizes): Promise<Row[]> {
+  const topic = uniqueName("bench-latency");
+  await createTopic(kafka, topic);
+  const n = z.latencyRate * z.latencySeconds;
+  const produced = new Map<string, number>();
+  const r = await withStub({ latencyMs: z.upstreamLatencyMs, track: true }, (stub) =>
+    withSluice(
+      sluiceEnv(topic, uniqueName("bench-sluice"), uniqueName("bench-audit"), stub.url, {
+        SLUICE_ORDERING: "key",
+      }),
+      async (s) => {
+        const ws = await listenWs(s.url, topic);
+        const rss = sampleRss(s.url);
+        const producer = kafka.producer();
+        await producer.connect();
+        try {
+          say(`latency: producing ${n} records at ${z.latencyRate}/s`);
+          const tickMs = 20;
+          const perTick = Math.max(1, Math.round((z.latencyRate * tickMs) / 1000));
+          const begin = performance.now();
+          for (let i = 0, tick = 0; i < n; tick++) {
+            const due = begin + tick * tickMs;
+            const wait = due - performance.now();
+            if (wait > 0) await new Promise((res) => setTimeout(res, wait));
+            const messages = [];
+            const at = performance.now();
+            for (let j = 0; j < perTick && i < n; j++, i++) {
+              const id = `lat-${i}`;
+              const key = `key-${i % 100}`;
+              produced.set(id, at);
+              messages.push({ key, value: envelope(topic, i, id, key) });
+            }
+            await producer.send({ topic, messages });
+          }
+          await until(() => ws.received.size >= n, 60_000, `${n} record.completed events`, 20);
+        } finally {
+          await producer.disconnect();
+          await ws.close();
+          rssByRun.set("latency", await rss.stop());
+        }
+        return { received: ws.received, wall: ws.wall, times: stub.times };
+      },
+    ));
+  const e2e: number[] = [], processing: number[] = [], tail: number[] = [];
+  const inSluice: number[] = [], hop: number[] = [];
+  for (const [id, at] of r.received) {
+    const p = produced.get(id);
+    const st = r.times.get(id);
+    const w = r.wall.get(id);
+    if (p !== undefined) e2e.push(at - p);
+    if (st) {
+      processing.push(at - st.in);
+      tail.push(at - st.out);
+      // Millisecond wall clocks of the same machine: sluice's event timestamp.
+      if (w) inSluice.push(w.published - st.outWall);
+    }
+    if (w) hop.push(w.received - w.published);
+  }
+  const p50 = percentile(processing, 50);
+  // Appends in flight at once in that run: rate × time a record spends after its upstream answer.
+  const concurrency = Math.max(1, Math.round((z.latencyRate * percentile(tail, 50)) / 1000));
+  const append = await appendLatency(z.appendLatencyEvents, concurrency);
+  const share = append / Math.max(1e-9, p50 - append);
+  say(
+    `latency: e2e p50 ${round(percentile(e2e, 50), 1)} ms, audit append p50 ${round(append, 2)} ms`,
+  );
+  return [
+    {
+      id: "ws.p50",
+      benchmark: "WebSocket delay p50 (produce → record.completed on /ws/events)",
+      value: round(percentile(e2e, 50), 1),
+      unit: "ms",
+      note: `${z.latencyRate} records/s, ${z.upstreamLatencyMs} ms upstream`,
+    },
+    {
+      id: "ws.p99",
+      benchmark: "WebSocket delay p99",
+      value: round(percentile(e2e, 99), 1),
+      unit: "ms",
+      target: "< 2000",
+      met: percentile(e2e, 99) < 2000,
+    },
+    {
+      id: "latency.record_p50",
+      benchmark: "Record latency p50 in sluice (upstream request → record.completed)",
+      value: round(p50, 2),
+      unit: "ms",
+      note: `includes the ${z.upstreamLatencyMs} ms upstream`,
+    },
+    {
+      id: "latency.after_upstream_p50",
+      benchmark: "After the upstream answered p50 (audit append + event + WS hop)",
+      value: round(percentile(tail, 50), 2),
+      unit: "ms",
+      note: "upper bound of the audit's cost in the record path",
+    },
+    {
+      id: "latency.in_sluice_after_upstream_p50",
+      benchmark: "  of which in sluice (answer → record.completed published) p50",
+      value: round(percentile(inSluice, 50), 1),
+      unit: "ms",
+      note: "event timestamp, 1 ms resolution: response handling, audit append, publish",
+    },
+    {
+      id: "latency.ws_hop_p50",
+      benchmark: "  of which the WebSocket hop (published → received) p50",
+      value: round(percentile(hop, 50), 1),
+      unit: "ms",
+    },
+    {
+      id: "audit.append_p50",
+      benchmark: `Audit append p50 in-process (group commit, ${concurrency} in flight)`,
+      value: round(append, 2),
+      unit: "ms",
+    },
+    {
+      id: "audit.latency_share",
+      benchmark: "Audit's cost on median record latency (append p50 / (record p50 − append p50))",
+      value: round(100 * share, 1),
+      unit: "%",
+      target: "≤ 5",
+      met: share <= 0.05,
+    },
+  ];
+}
+
+function memoryRows(): Row[] {
+  const all = [...rssByRun.values()].flat();
+  const peak = Math.max(...all);
+  const mb = (v: number) => round(v / 1e6, 1);
+  const perRun = [...rssByRun].map(([run, v]) =>
+    `${run} median ${mb(percentile(v, 50))} / peak ${mb(Math.max(...v))}`
+  ).join("; ");
+  return [
+    {
+      id: "memory.rss_peak",
+      benchmark: "RSS under load, peak (framework, delivery, latency runs)",
+      value: mb(peak),
+      unit: "MB",
+      target: "< 150",
+      met: peak < 150e6,
+      note: `MB = 10^6 bytes; ${perRun}`,
+    },
+    {
+      id: "memory.rss_steady",
+      benchmark: "RSS at a steady 200 records/s (latency run), median",
+      value: mb(percentile(rssByRun.get("latency") ?? [], 50)),
+      unit: "MB",
+      note: `${all.length} samples of process_resident_memory_bytes in all`,
+    },
+  ];
+}
+
+async function auditThroughput(z: Sizes): Promise<Row[]> {
+  say("audit: append throughput with and without group commit");
+  const r = await benchAppend({ events: z.appendEvents, singleEvents: z.appendSingleEvents });
+  return [
+    {
+      id: "audit.group_commit",
+      benchmark: "Audit append, group commit (256 concurrent appends)",
+      value: r.groupCommit.eventsPerSecond,
+      unit: "events/s",
+      note: `${r.groupCommit.fsyncs} fsyncs for ${r.groupCommit.events} events`,
+    },
+    {
+      id: "audit.single",
+      benchmark: "Audit append, one fsync per event",
+      value: r.single.eventsPerSecond,
+      unit: "events/s",
+    },
+    {
+      id: "audit.speedup",
+      benchmark: "Audit append: group commit / one fsync per event",
+      value: r.speedup,
+      unit: "×",
+    },
+  ];
+}
+
+/** Formats rows as a Markdown table. */
+export function formatTable(rows: Row[]): string {
+  const head = ["Benchmark", "Result", "Target", "Met", "Notes"];
+  const lines = rows.map((r) => [
+    r.benchmark,
+    `${r.value.toLocaleString("en-US")} ${r.unit}`,
+    r.target ? `${r.target}${r.unit === "×" ? "" : ` ${r.unit}`}` : "",
+    r.met === undefined ? "" : r.met ? "yes" : "**no**",
+    r.note ?? "",
+  ]);
+  const widths = head.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));
+  const fmt = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i])).join(" | ")} |`;
+  return [fmt(head), `|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`, ...lines.map(fmt)]
+    .join("\n");
+}
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      quick: { type: "boolean", default: false },
+      out: { type: "string", default: "bench-results.json" },
+      help: { type: "boolean", short: "h", default: false },
+    },
+  });
+  if (values.help) {
+    console.log(
+      "Usage: deno task bench [--quick] [--out FILE]\n\nStarts Kafka and Ceph RGW (or reuses them when SLUICE_TEST_STATE is set), runs the benchmarks of DESIGN §5, prints a table and writes FILE (default bench-results.json).",
+    );
+    return 0;
+  }
+  const sizes = values.quick ? QUICK : FULL;
+  let state: InfraState | undefined;
+  let stopping = false;
+  const cleanup = async () => {
+    await Promise.all([...live].map((f) => f().catch(() => {})));
+    live.clear();
+    if (state) {
+      const s = state;
+      state = undefined;
+      const left = await stopInfra(s);
+      say(left > 0 ? `WARNING: ${left} infrastructure processes left` : "infrastructure stopped");
+    }
+  };
+  const onSignal = (sig: Deno.Signal) => async () => {
+    if (stopping) return;
+    stopping = true;
+    say(`${sig}: stopping`);
+    await cleanup();
+    Deno.exit(130);
+  };
+  const handlers = (["SIGINT", "SIGTERM"] as const).map((sig) => {
+    const h = onSignal(sig);
+    Deno.addSignalListener(sig, h);
+    return () => Deno.removeSignalListener(sig, h);
+  });
+
+  const rows: Row[] = [];
+  const failures: string[] = [];
+  try {
+    if (Deno.env.get("SLUICE_TEST_STATE")) {
+      say(`using the running infrastructure of ${Deno.env.get("SLUICE_TEST_STATE")}`);
+    } else {
+      await ensureDebianPackages(say);
+      say("starting Kafka and Ceph RGW");
+      try {
+        state = await startInfra(say);
+      } catch (e) {
+        if (state) console.error(logTails(state));
+        throw e;
+      }
+      Deno.env.set("SLUICE_TEST_STATE", `${state.runDir}/state.json`);
+    }
+    const kafka = kafkaClient(infra().kafka.brokers);
+    const scenarios: [string, () => Promise<Row[]>][] = [
+      ["framework overhead", () => frameworkOverhead(kafka, sizes)],
+      ["delivery", () => delivery(kafka, sizes)],
+      ["graceful shutdown", () => shutdown(kafka, sizes)],
+      ["latency", () => latency(kafka, sizes)],
+      ["memory", () => Promise.resolve(memoryRows())],
+      ["audit throughput", () => auditThroughput(sizes)],
+    ];
+    for (const [name, run] of scenarios) {
+      try {
+        rows.push(...await run());
+      } catch (e) {
+        failures.push(`${name}: ${e instanceof Error ? e.message : e}`);
+        say(`FAILED ${name}: ${e instanceof Error ? e.stack : e}`);
+      }
+    }
+  } finally {
+    await cleanup();
+    handlers.forEach((off) => off());
+  }
+  const missing = ROW_IDS.filter((id) => !rows.some((r) => r.id === id));
+  const result = {
+    mode: values.quick ? "quick" : "full",
+    date: new Date().toISOString(),
+    seconds: round((Date.now() - t0) / 1000),
+    machine: machine(),
+    sizes,
+    rows,
+    failures,
+    missing,
+  };
+  await Deno.writeTextFile(values.out!, JSON.stringify(result, null, 2) + "\n");
+  const m = result.machine;
+  console.log(
+    `\nsluice benchmarks (${result.mode}, ${result.seconds} s) on ${m.cpu}, ${m.cores} cores, ${m.memory_gib} GiB, ${m.os}, Deno ${m.deno}\n`,
+  );
+  console.log(formatTable(rows));
+  console.log(`\nwritten to ${values.out}`);
+  for (const f of failures) console.log(`FAILED: ${f}`);
+  return failures.length === 0 && missing.length === 0 ? 0 : 1;
+}
+
+if (import.meta.main) Deno.exit(await main());
