@@ -2,11 +2,12 @@
  * The Hono app of sluice: every route of DESIGN §3 on one port.
  *
  * ```
+ * GET  /  /dashboard/data                       (dashboard page, its JSON)
  * GET  /health/live  /health/ready  /metrics  /status
  * GET  /ws/events?severity=&topic=              (WebSocket)
  * GET  /inspect  /inspect/actors  /inspect/ws   (page, JSON tree, WebSocket)
  * POST /control/drain  /control/resume  /control/shutdown  /control/replay
- * PUT  /control/rate  /control/load
+ * PUT  /control/rate  /control/load  /control/upstream
  * GET|DELETE /control/replay/:id
  * GET  /dlq   POST /dlq/:id/replay
  * ```

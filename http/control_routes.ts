@@ -10,7 +10,14 @@ import { logger } from "../actors/log.ts";
 import { readJsonObject } from "./body.ts";
 import type { AppDeps } from "./deps.ts";
 import { HttpError } from "./errors.ts";
-import { parseDlqQuery, parseLoad, parseRate, parseReplay } from "./validate.ts";
+import {
+  parseDlqBulk,
+  parseDlqQuery,
+  parseLoad,
+  parseRate,
+  parseReplay,
+  parseUpstreamSim,
+} from "./validate.ts";
 
 const log = logger("http");
 
@@ -51,6 +58,12 @@ export function controlRoutes(app: Hono, deps: AppDeps): void {
     return c.json({ ok: true, load: await deps.load.setRate(setting) });
   });
 
+  app.put("/control/upstream", async (c) => {
+    const change = parseUpstreamSim(await readJsonObject(c));
+    if (!deps.upstreamSim) throw unavailable("simulated upstream (local mode only)");
+    return c.json({ ok: true, upstream: await deps.upstreamSim.set(change) });
+  });
+
   app.post("/control/replay", async (c) => {
     const req = parseReplay(await readJsonObject(c));
     if (!deps.replay) throw unavailable("replay");
@@ -86,6 +99,23 @@ export function controlRoutes(app: Hono, deps: AppDeps): void {
     const query = parseDlqQuery(c.req.query());
     if (!deps.dlq) throw unavailable("dead-letter store");
     return c.json(await deps.dlq.list(query));
+  });
+
+  app.post("/dlq/replay", async (c) => {
+    const req = parseDlqBulk(await readJsonObject(c));
+    if (!deps.dlq?.replayBulk) throw unavailable("dead-letter bulk replay");
+    const started = await deps.dlq.replayBulk(req);
+    if (started.status === "conflict") {
+      throw new HttpError(
+        409,
+        "replay_running",
+        `A dead-letter replay of ${
+          req.topic ?? "every topic"
+        } is already running: ${started.runningId}`,
+      );
+    }
+    c.header("location", `/control/replay/${encodeURIComponent(started.id)}`);
+    return c.json({ ok: true, id: started.id }, 202);
   });
 
   app.post("/dlq/:id/replay", async (c) => {

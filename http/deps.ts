@@ -78,13 +78,16 @@ export interface ReplayRequest {
   to: number;
   /** Records per second, > 0; absent: the driver's default. */
   rate?: number;
+  /** Partitions to replay; absent: every partition of the topic. */
+  partitions?: number[];
 }
 
 /** Progress of one replay (`GET /control/replay/:id`). */
 export interface ReplayProgress {
   id: string;
   topic: string;
-  state: "running" | "completed" | "cancelled" | "failed";
+  /** `planning`, `running`, `paused`, then `done`, `cancelled` or `failed`. */
+  state: "planning" | "running" | "paused" | "done" | "cancelled" | "failed";
   /** Records replayed, skipped as duplicates, total in the window when known, ... */
   [key: string]: unknown;
 }
@@ -112,6 +115,33 @@ export interface DlqQuery {
   limit: number;
   /** Opaque cursor from a previous page's `next_cursor`. */
   cursor?: string;
+  /** `failure_reason`; absent: every reason. */
+  reason?: FailureReasonName;
+  /** Dead-lettered at or after (epoch ms). */
+  from?: number;
+  /** Dead-lettered before (epoch ms). */
+  to?: number;
+}
+
+/** A dead-letter `failure_reason` (shared/DESIGN.md §3). */
+export type FailureReasonName =
+  | "DESERIALIZATION_ERROR"
+  | "VALIDATION_ERROR"
+  | "PROCESSING_ERROR"
+  | "TIMEOUT_ERROR"
+  | "CIRCUIT_OPEN"
+  | "UNKNOWN_ERROR";
+
+/** Body of `POST /dlq/replay` (bulk), validated: every filter optional. */
+export interface DlqBulkReplayRequest {
+  topic?: string;
+  reason?: FailureReasonName;
+  /** Dead-lettered at or after (epoch ms). */
+  from?: number;
+  /** Dead-lettered before (epoch ms). */
+  to?: number;
+  /** Records per second, > 0; absent: the replay default. */
+  rate?: number;
 }
 
 /** One page of dead letters (items are DESIGN §3 dead letters). */
@@ -123,14 +153,35 @@ export interface DlqPage {
 /** The dead-letter store (`/dlq`). */
 export interface DlqApi {
   list(query: DlqQuery): Awaitable<DlqPage>;
-  /** Replays one dead letter; undefined for an unknown id (404). */
+  /**
+   * Replays one dead letter; undefined for an unknown id (404). `status`:
+   * `delivered`, `dead_lettered` (failed again) or `already_delivered` (no-op).
+   */
   replay(id: string): Awaitable<{ id: string; status: string } | undefined>;
+  /** Replays the dead letters matching the filters as a replay job (`conflict` → 409). */
+  replayBulk?(req: DlqBulkReplayRequest): Awaitable<ReplayStart>;
 }
 
 /** The load generator of local mode (`PUT /control/load`). */
 export interface LoadApi {
   /** Records per second, >= 0 (0 stops producing); returns the rate now in force. */
   setRate(setting: { rate: number }): Awaitable<{ rate: number }>;
+}
+
+/** Behaviour of the simulated upstream of local mode (`PUT /control/upstream`). */
+export interface UpstreamSimSetting {
+  /** Base latency of an answer, ms, >= 0. */
+  latencyMs?: number;
+  /** Share of requests answered 503, 0..1. */
+  errorRate?: number;
+  /** True: requests get no answer until this is set back to false. */
+  hang?: boolean;
+}
+
+/** The simulated upstream of local mode (`PUT /control/upstream`). */
+export interface UpstreamSimApi {
+  /** Changes the fields given; returns the whole behaviour now in force. */
+  set(change: UpstreamSimSetting): Awaitable<Record<string, unknown>>;
 }
 
 /** Body size limits. */
@@ -152,6 +203,8 @@ export interface AppDeps {
   dlq?: DlqApi;
   /** Absent (not local mode): `PUT /control/load` answers 404 `not_available`. */
   load?: LoadApi;
+  /** Absent (a real upstream is configured): `PUT /control/upstream` answers 404 `not_available`. */
+  upstreamSim?: UpstreamSimApi;
   /** Bearer token for control and DLQ routes; unset or empty: loopback clients only. */
   controlToken?: string;
   limits?: BodyLimits;

@@ -81,7 +81,8 @@ function tone(state, status) {
   if (status === "error") return "bad";
   if (status === "stopped" || status === "done") return "idle";
   var s = String(state).toLowerCase();
-  if (/(^|[.,\\s])(open|error|failed|failure|crashed|dead)/.test(s)) return "bad";
+  // "open" alone is a circuit breaker's alarm; "batch.open" (audit) is routine.
+  if (s === "open" || /(^|[.,\\s])(error|failed|failure|crashed|dead)/.test(s)) return "bad";
   if (/(half|paused|draining|drain|backoff|retry|degraded|throttl|waiting|stopping|revok)/.test(s)) return "warn";
   if (/(stopped|idle|done|closed_down)/.test(s)) return "idle";
   if (/(running|closed|active|ready|assigned|ok|healthy|flush|upload|connected)/.test(s)) return "ok";

@@ -1,11 +1,13 @@
 /**
- * Read-only routes: health, metrics, status, the event WebSocket and the
- * inspector (page, tree, live WebSocket). None needs a token.
+ * Read-only routes: the dashboard (page and data), health, metrics, status,
+ * the event WebSocket and the inspector (page, tree, live WebSocket). None
+ * needs a token.
  *
  * @module
  */
 import type { Context, Hono } from "hono";
 import type { AppDeps, ReadyReport } from "./deps.ts";
+import { DASHBOARD_PAGE, DashboardSampler } from "./dashboard_page.ts";
 import { HttpError } from "./errors.ts";
 import type { Inspector } from "./inspector.ts";
 import { INSPECT_PAGE } from "./inspect_page.ts";
@@ -40,6 +42,16 @@ const PAGE_HEADERS = {
 
 /** Registers the read-only routes on `app`. */
 export function observeRoutes(app: Hono, deps: AppDeps, hub: WsHub, inspector: Inspector): void {
+  const sampler = new DashboardSampler(deps.metrics);
+  app.get("/", (c) => c.html(DASHBOARD_PAGE, 200, PAGE_HEADERS));
+
+  app.get("/dashboard/data", async (c) => {
+    const [metrics, status] = await Promise.all([sampler.data(), deps.control.status()]);
+    return c.json({ metrics, status, ready: safeReady(deps) }, 200, {
+      "cache-control": "no-store",
+    });
+  });
+
   app.get("/health/live", (c) => c.json({ live: true }));
 
   app.get("/health/ready", (c) => {

@@ -4,7 +4,14 @@
  *
  * @module
  */
-import type { DlqQuery, RateSetting, ReplayRequest } from "./deps.ts";
+import type {
+  DlqBulkReplayRequest,
+  DlqQuery,
+  FailureReasonName,
+  RateSetting,
+  ReplayRequest,
+  UpstreamSimSetting,
+} from "./deps.ts";
 import { HttpError } from "./errors.ts";
 
 function invalid(field: string, rule: string): HttpError {
@@ -46,6 +53,34 @@ export function parseLoad(body: Record<string, unknown>): { rate: number } {
   return { rate: v };
 }
 
+/** Body of `PUT /control/upstream`: `{latencyMs? >= 0, errorRate? 0..1, hang? boolean}`, at least one. */
+export function parseUpstreamSim(body: Record<string, unknown>): UpstreamSimSetting {
+  onlyKeys(body, ["latencyMs", "errorRate", "hang"]);
+  const out: UpstreamSimSetting = {};
+  if (body.latencyMs !== undefined) {
+    const v = body.latencyMs;
+    if (typeof v !== "number" || !Number.isFinite(v) || v < 0 || v > 600_000) {
+      throw invalid("latencyMs", "must be a number from 0 to 600000");
+    }
+    out.latencyMs = v;
+  }
+  if (body.errorRate !== undefined) {
+    const v = body.errorRate;
+    if (typeof v !== "number" || !(v >= 0 && v <= 1)) {
+      throw invalid("errorRate", "must be a number from 0 to 1");
+    }
+    out.errorRate = v;
+  }
+  if (body.hang !== undefined) {
+    if (typeof body.hang !== "boolean") throw invalid("hang", "must be true or false");
+    out.hang = body.hang;
+  }
+  if (Object.keys(out).length === 0) {
+    throw invalid("body", "give at least one of latencyMs, errorRate, hang");
+  }
+  return out;
+}
+
 const TOPIC = /^[a-zA-Z0-9._-]{1,249}$/;
 
 /** A time as ISO 8601 text or epoch milliseconds. */
@@ -58,9 +93,9 @@ function time(body: Record<string, unknown>, field: string): number {
   return ms;
 }
 
-/** Body of `POST /control/replay`: `{topic, from, to, rate?}` with from < to. */
+/** Body of `POST /control/replay`: `{topic, from, to, rate?, partitions?}` with from < to. */
 export function parseReplay(body: Record<string, unknown>): ReplayRequest {
-  onlyKeys(body, ["topic", "from", "to", "rate"]);
+  onlyKeys(body, ["topic", "from", "to", "rate", "partitions"]);
   if (typeof body.topic !== "string" || !TOPIC.test(body.topic)) {
     throw invalid("topic", "must be a Kafka topic name");
   }
@@ -69,12 +104,61 @@ export function parseReplay(body: Record<string, unknown>): ReplayRequest {
   if (from >= to) throw invalid("from", "must be before to");
   const req: ReplayRequest = { topic: body.topic, from, to };
   if (body.rate !== undefined) req.rate = positiveNumber(body, "rate");
+  if (body.partitions !== undefined) {
+    const ps = body.partitions;
+    if (
+      !Array.isArray(ps) || ps.length === 0 ||
+      !ps.every((p) => Number.isSafeInteger(p) && p >= 0) || new Set(ps).size !== ps.length
+    ) {
+      throw invalid("partitions", "must be a non-empty list of distinct partition numbers");
+    }
+    req.partitions = ps as number[];
+  }
   return req;
 }
 
-/** Query of `GET /dlq`: `topic?`, `limit` (1..1000, default 100), `cursor?`. */
+const REASONS: readonly FailureReasonName[] = [
+  "DESERIALIZATION_ERROR",
+  "VALIDATION_ERROR",
+  "PROCESSING_ERROR",
+  "TIMEOUT_ERROR",
+  "CIRCUIT_OPEN",
+  "UNKNOWN_ERROR",
+];
+
+function reason(v: unknown): FailureReasonName {
+  if (typeof v !== "string" || !REASONS.includes(v as FailureReasonName)) {
+    throw invalid("reason", `must be one of ${REASONS.join(", ")}`);
+  }
+  return v as FailureReasonName;
+}
+
+/** Body of `POST /dlq/replay`: `{topic?, reason?, from?, to?, rate?}` (from < to when both). */
+export function parseDlqBulk(body: Record<string, unknown>): DlqBulkReplayRequest {
+  onlyKeys(body, ["topic", "reason", "from", "to", "rate"]);
+  const req: DlqBulkReplayRequest = {};
+  if (body.topic !== undefined) {
+    if (typeof body.topic !== "string" || !TOPIC.test(body.topic)) {
+      throw invalid("topic", "must be a Kafka topic name");
+    }
+    req.topic = body.topic;
+  }
+  if (body.reason !== undefined) req.reason = reason(body.reason);
+  if (body.from !== undefined) req.from = time(body, "from");
+  if (body.to !== undefined) req.to = time(body, "to");
+  if (req.from !== undefined && req.to !== undefined && req.from >= req.to) {
+    throw invalid("from", "must be before to");
+  }
+  if (body.rate !== undefined) req.rate = positiveNumber(body, "rate");
+  return req;
+}
+
+/**
+ * Query of `GET /dlq`: `topic?`, `limit` (1..1000, default 100), `cursor?`,
+ * `reason?`, `from?`/`to?` (ISO 8601 or epoch ms).
+ */
 export function parseDlqQuery(q: Record<string, string>): DlqQuery {
-  onlyKeys(q, ["topic", "limit", "cursor"]);
+  onlyKeys(q, ["topic", "limit", "cursor", "reason", "from", "to"]);
   const query: DlqQuery = { limit: 100 };
   if (q.topic !== undefined) {
     if (!TOPIC.test(q.topic)) throw invalid("topic", "must be a Kafka topic name");
@@ -88,5 +172,12 @@ export function parseDlqQuery(q: Record<string, string>): DlqQuery {
     query.limit = n;
   }
   if (q.cursor !== undefined) query.cursor = q.cursor;
+  if (q.reason !== undefined) query.reason = reason(q.reason);
+  const t = (v: string) => (/^\d+$/.test(v) ? Number(v) : v);
+  if (q.from !== undefined) query.from = time({ from: t(q.from) }, "from");
+  if (q.to !== undefined) query.to = time({ to: t(q.to) }, "to");
+  if (query.from !== undefined && query.to !== undefined && query.from >= query.to) {
+    throw invalid("from", "must be before to");
+  }
   return query;
 }

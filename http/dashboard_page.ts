@@ -1,0 +1,668 @@
+/**
+ * The dashboard (`GET /`) and its data (`GET /dashboard/data`).
+ *
+ * The page is one self-contained HTML string (no build step, no CDN,
+ * vanilla JS), made to be read at 3 a.m.: a banner saying what is wrong
+ * (not ready and why, circuit open, audit degraded), big numbers for
+ * throughput by outcome, latency percentiles and the circuit state, a
+ * throughput chart with the periods the circuit was open shaded, lag per
+ * partition, the audit trail, the local-mode controls (load generator rate,
+ * simulated upstream error rate, latency and hang) and the latest events of
+ * `/ws/events`. It polls `/dashboard/data` every second and follows
+ * `/ws/events` live; data goes in with `textContent` only.
+ *
+ * `/dashboard/data` is computed by {@link DashboardSampler} from the metrics
+ * registry: records/s by outcome and p50/p95/p99 of
+ * `request_latency_seconds` over the last few seconds (from the difference
+ * of two samples of the counters and histogram buckets, interpolated within
+ * a bucket like PromQL's `histogram_quantile`), next to `GET /status`.
+ *
+ * @module
+ */
+import type { Registry } from "prom-client";
+
+/** Percentiles in milliseconds; null when no request finished in the window. */
+export interface Percentiles {
+  p50: number | null;
+  p95: number | null;
+  p99: number | null;
+  /** Requests the percentiles are computed from. */
+  count: number;
+}
+
+/** The metric part of `GET /dashboard/data`. */
+export interface DashboardMetrics {
+  /** Time of the newest sample (ISO 8601). */
+  at: string;
+  /** Seconds between the two samples the rates come from (0: first sample, no rates yet). */
+  window_s: number;
+  /** Records per second by outcome over the window. */
+  throughput: Record<string, number>;
+  /** `requests_total` by outcome since start. */
+  totals: Record<string, number>;
+  /** Latency over the window (ms). */
+  latency: Percentiles;
+  /** Latency since start (ms). */
+  latency_all: Percentiles;
+  /** Other counters and gauges: `errors_total{kind}`, `retries_total`, `inflight_requests`, ... */
+  gauges: Record<string, number>;
+}
+
+interface Sample {
+  at: number;
+  totals: Record<string, number>;
+  /** Cumulative bucket counts by upper bound (seconds), sorted, `+Inf` last. */
+  buckets: Array<[number, number]>;
+  gauges: Record<string, number>;
+}
+
+const LATENCY = "request_latency_seconds";
+const GAUGES: Record<string, string | undefined> = {
+  errors_total: "kind",
+  timeouts_total: "timeout_type",
+  kafka_dlq_messages_total: "failure_reason",
+  retries_total: undefined,
+  inflight_requests: undefined,
+  audit_flush_lag_seconds: undefined,
+  ws_clients: undefined,
+  ws_dropped_events_total: undefined,
+  rate_limit_tokens: undefined,
+  kafka_consumer_rebalances_total: undefined,
+};
+
+/**
+ * The `q` quantile (0..1) of a cumulative histogram, linear within the
+ * bucket it falls in (PromQL `histogram_quantile`); in the `+Inf` bucket the
+ * largest finite bound. Null when the histogram is empty.
+ */
+export function histogramQuantile(q: number, buckets: Array<[number, number]>): number | null {
+  if (buckets.length === 0) return null;
+  const total = buckets[buckets.length - 1][1];
+  if (!(total > 0)) return null;
+  const rank = q * total;
+  let prevBound = 0, prevCount = 0;
+  for (const [bound, count] of buckets) {
+    if (count >= rank) {
+      if (!Number.isFinite(bound)) return prevBound;
+      if (count === prevCount) return bound;
+      return prevBound + (bound - prevBound) * ((rank - prevCount) / (count - prevCount));
+    }
+    prevBound = bound;
+    prevCount = count;
+  }
+  return prevBound;
+}
+
+function percentiles(buckets: Array<[number, number]>): Percentiles {
+  const ms = (q: number) => {
+    const v = histogramQuantile(q, buckets);
+    return v === null ? null : Math.round(v * 10_000) / 10;
+  };
+  return {
+    p50: ms(0.5),
+    p95: ms(0.95),
+    p99: ms(0.99),
+    count: buckets.length ? buckets[buckets.length - 1][1] : 0,
+  };
+}
+
+interface MetricJson {
+  name: string;
+  values: Array<{ value: number; labels: Record<string, string | number>; metricName?: string }>;
+}
+
+/**
+ * Samples the registry (at most once per `minIntervalMs`, only when asked:
+ * no timer) and keeps `keepMs` of samples, so rates and window percentiles
+ * come from the newest sample and the one about `windowMs` older.
+ */
+export class DashboardSampler {
+  #samples: Sample[] = [];
+  #pending: Promise<Sample> | undefined;
+
+  constructor(
+    private readonly registry: Registry,
+    private readonly opts: { windowMs?: number; minIntervalMs?: number; keepMs?: number } = {},
+  ) {}
+
+  async #take(): Promise<Sample> {
+    const metrics = await this.registry.getMetricsAsJSON() as unknown as MetricJson[];
+    const sample: Sample = { at: Date.now(), totals: {}, buckets: [], gauges: {} };
+    for (const m of metrics) {
+      if (m.name === "requests_total") {
+        for (const v of m.values) sample.totals[String(v.labels.outcome)] = v.value;
+      } else if (m.name === LATENCY) {
+        for (const v of m.values) {
+          if (v.metricName !== `${LATENCY}_bucket`) continue;
+          const le = String(v.labels.le);
+          sample.buckets.push([le === "+Inf" ? Infinity : Number(le), v.value]);
+        }
+        sample.buckets.sort((a, b) => a[0] - b[0]);
+      } else if (m.name in GAUGES) {
+        const label = GAUGES[m.name];
+        for (const v of m.values) {
+          const key = label && v.labels[label] !== undefined
+            ? `${m.name}{${label}="${v.labels[label]}"}`
+            : m.name;
+          sample.gauges[key] = (sample.gauges[key] ?? 0) + v.value;
+        }
+      }
+    }
+    return sample;
+  }
+
+  /** Metrics for the dashboard: a new sample when the newest is older than `minIntervalMs`. */
+  async data(): Promise<DashboardMetrics> {
+    const minInterval = this.opts.minIntervalMs ?? 500;
+    const last = this.#samples.at(-1);
+    let now: Sample;
+    if (last && Date.now() - last.at < minInterval) now = last;
+    else {
+      this.#pending ??= this.#take().finally(() => (this.#pending = undefined));
+      now = await this.#pending;
+      if (this.#samples.at(-1) !== now) this.#samples.push(now);
+      const keep = this.opts.keepMs ?? 120_000;
+      while (this.#samples.length > 2 && now.at - this.#samples[0].at > keep) this.#samples.shift();
+    }
+    const windowMs = this.opts.windowMs ?? 5000;
+    // The newest sample at least `windowMs` older than `now`, else the oldest.
+    let base: Sample | undefined;
+    for (const s of this.#samples) {
+      if (s === now) break;
+      if (now.at - s.at >= windowMs || !base) base = s;
+    }
+    const windowS = base ? (now.at - base.at) / 1000 : 0;
+    const throughput: Record<string, number> = {};
+    for (const [k, v] of Object.entries(now.totals)) {
+      throughput[k] = windowS > 0
+        ? Math.max(0, Math.round(((v - (base!.totals[k] ?? 0)) / windowS) * 10) / 10)
+        : 0;
+    }
+    const delta: Array<[number, number]> = base && base.buckets.length === now.buckets.length
+      ? now.buckets.map(([le, c], i) => [le, Math.max(0, c - base!.buckets[i][1])])
+      : [];
+    return {
+      at: new Date(now.at).toISOString(),
+      window_s: Math.round(windowS * 10) / 10,
+      throughput,
+      totals: now.totals,
+      latency: percentiles(delta),
+      latency_all: percentiles(now.buckets),
+      gauges: now.gauges,
+    };
+  }
+}
+
+const STYLE = `
+:root { --bg:#0d1117; --panel:#161b22; --line:#30363d; --text:#e6edf3; --dim:#8b949e;
+  --ok:#3fb950; --warn:#d29922; --bad:#f85149; --info:#58a6ff; --idle:#6e7681; }
+* { box-sizing: border-box; }
+body { margin:0; background:var(--bg); color:var(--text);
+  font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }
+a { color:var(--info); }
+header { display:flex; align-items:center; gap:14px; padding:12px 20px; flex-wrap:wrap;
+  border-bottom:1px solid var(--line); background:var(--panel); position:sticky; top:0; z-index:1; }
+h1 { font-size:18px; margin:0; font-weight:600; }
+h1 span { color:var(--dim); font-weight:400; }
+h2 { font-size:13px; text-transform:uppercase; letter-spacing:.8px; color:var(--dim);
+  margin:0 0 10px; font-weight:600; }
+.pill { padding:3px 10px; border-radius:999px; font-size:13px; font-weight:700; border:1px solid; }
+.ok { color:var(--ok); border-color:var(--ok); } .bad { color:var(--bad); border-color:var(--bad); }
+.warn { color:var(--warn); border-color:var(--warn); } .idle { color:var(--dim); border-color:var(--line); }
+.meta { color:var(--dim); font-size:13px; }
+.grow { flex:1; }
+#banner { display:none; margin:14px 20px 0; padding:12px 16px; border-radius:8px; font-size:17px;
+  font-weight:600; border:2px solid var(--bad); background:#f8514922; color:#ffb1ab; }
+#banner.show { display:block; }
+#banner div + div { margin-top:4px; }
+main { display:grid; grid-template-columns: repeat(12, 1fr); gap:14px; padding:14px 20px 24px; }
+section { background:var(--panel); border:1px solid var(--line); border-radius:8px; padding:14px 16px; min-width:0; }
+.c3 { grid-column: span 3; } .c4 { grid-column: span 4; } .c5 { grid-column: span 5; }
+.c6 { grid-column: span 6; } .c7 { grid-column: span 7; } .c8 { grid-column: span 8; } .c12 { grid-column: span 12; }
+.big { font-size:40px; font-weight:700; line-height:1.1; font-variant-numeric: tabular-nums; }
+.unit { font-size:15px; color:var(--dim); font-weight:400; margin-left:4px; }
+.kv { display:grid; grid-template-columns:auto 1fr; gap:2px 12px; font-size:14px; margin-top:8px; }
+.kv dt { color:var(--dim); } .kv dd { margin:0; font-variant-numeric: tabular-nums; }
+.trio { display:flex; gap:18px; align-items:flex-end; flex-wrap:wrap; }
+.trio div { min-width:80px; }
+.lbl { font-size:12px; color:var(--dim); text-transform:uppercase; letter-spacing:.6px; }
+.circuit { font-size:36px; font-weight:800; letter-spacing:1px; }
+.circuit.closed { color:var(--ok); } .circuit.open { color:var(--bad); } .circuit.halfOpen { color:var(--warn); }
+canvas { width:100%; height:170px; display:block; }
+.legend { display:flex; gap:14px; font-size:13px; color:var(--dim); margin-top:6px; flex-wrap:wrap; }
+.sw { display:inline-block; width:10px; height:10px; border-radius:2px; margin-right:5px; }
+table { width:100%; border-collapse:collapse; font-size:13.5px; }
+th { text-align:left; color:var(--dim); font-weight:600; padding:4px 6px; border-bottom:1px solid var(--line); }
+td { padding:4px 6px; border-bottom:1px solid #21262d; vertical-align:top; font-variant-numeric: tabular-nums; }
+td.m { font-family: ui-monospace, Menlo, Consolas, monospace; font-size:12.5px; word-break:break-all; }
+.sev-warn { color:var(--warn); } .sev-error { color:var(--bad); } .sev-info { color:var(--text); } .sev-debug { color:var(--dim); }
+.controls { display:flex; flex-wrap:wrap; gap:14px; }
+.controls fieldset { border:1px solid var(--line); border-radius:6px; padding:10px 12px; margin:0; flex:1 1 200px; }
+.t-ok { color:var(--ok); } .t-warn { color:var(--warn); } .t-bad { color:var(--bad); }
+legend { color:var(--dim); font-size:13px; padding:0 4px; }
+label { display:flex; align-items:center; gap:8px; margin:6px 0; font-size:14px; }
+input[type=number], input[type=password] { background:var(--bg); color:var(--text); border:1px solid var(--line);
+  border-radius:6px; padding:5px 8px; font-size:14px; width:100px; }
+input[type=range] { flex:1; }
+button { background:#21262d; color:var(--text); border:1px solid var(--line); border-radius:6px;
+  padding:6px 12px; font-size:14px; cursor:pointer; }
+button:hover { border-color:var(--info); }
+button.danger { border-color:var(--bad); color:#ffb1ab; } button.good { border-color:var(--ok); color:#aff5b4; }
+#ctlmsg { font-size:13px; color:var(--dim); margin-top:8px; min-height:18px; }
+.empty { color:var(--dim); font-style:italic; }
+.scroll { max-height:340px; overflow-y:auto; }
+#evtable { table-layout:fixed; }
+#evtable td { white-space:nowrap; overflow:hidden; text-overflow:ellipsis; }
+@media (max-width: 1100px) { .c3, .c4, .c5, .c6, .c7, .c8 { grid-column: span 12; } }
+`;
+
+const SCRIPT = `
+(function () {
+"use strict";
+var MAX_EVENTS = 100, HISTORY = 300;
+var chartHistory = []; // {t, delivered, dead_lettered, skipped_duplicate, open}
+var events = [];
+var token = "", retryMs = 1000;
+var COLORS = { delivered: "#3fb950", dead_lettered: "#f85149", skipped_duplicate: "#58a6ff" };
+
+function $(id) { return document.getElementById(id); }
+function el(tag, cls, text) {
+  var e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined && text !== null) e.textContent = String(text);
+  return e;
+}
+function fmt(n, digits) {
+  if (n === null || n === undefined || Number.isNaN(n)) return "–";
+  if (typeof n !== "number") return String(n);
+  if (Math.abs(n) >= 1e6) return (n / 1e6).toFixed(1) + "M";
+  if (Math.abs(n) >= 1e4) return (n / 1e3).toFixed(1) + "k";
+  return digits === undefined ? String(Math.round(n * 10) / 10) : n.toFixed(digits);
+}
+function bytes(n) {
+  if (typeof n !== "number") return "–";
+  if (n < 1024) return n + " B";
+  if (n < 1048576) return (n / 1024).toFixed(1) + " KiB";
+  return (n / 1048576).toFixed(1) + " MiB";
+}
+function setText(id, v) { var e = $(id); if (e && e.textContent !== String(v)) e.textContent = String(v); }
+function pill(id, cls, text) { var e = $(id); e.className = "pill " + cls; e.textContent = text; }
+function since(s) {
+  if (typeof s !== "number") return "";
+  if (s < 60) return s + "s";
+  if (s < 3600) return Math.floor(s / 60) + "m " + (s % 60) + "s";
+  return Math.floor(s / 3600) + "h " + Math.floor((s % 3600) / 60) + "m";
+}
+
+function render(d) {
+  var s = d.status || {}, m = d.metrics || {}, ready = d.ready || { ready: false, checks: {} };
+  setText("updated", "updated " + new Date().toLocaleTimeString());
+  setText("mode", (s.mode || "?") + " mode · v" + (s.version || "?") + " · up " + since(s.uptime_s));
+  var failing = Object.keys(ready.checks || {}).filter(function (k) { return !ready.checks[k].ok; });
+  pill("ready", ready.ready ? "ok" : "bad", ready.ready ? "READY" : "NOT READY: " + failing.join(", "));
+  pill("state", s.state === "running" ? "ok" : "warn", String(s.state || "?").toUpperCase());
+
+  // Banner: what is wrong, in words.
+  var lines = [];
+  failing.forEach(function (k) {
+    var c = ready.checks[k];
+    lines.push("Not ready: " + k + (c.detail ? " (" + c.detail + ")" : ""));
+  });
+  if (s.circuit === "open") lines.push("Circuit breaker OPEN: upstream failing; partitions paused, lag will grow");
+  if (s.audit && s.audit.degraded) lines.push("Audit trail degraded: " + (s.audit.lastError || "uploads failing") + "; spool growing");
+  if (s.audit && s.audit.backpressure) lines.push("Audit spool over budget: consumption paused (backpressure)");
+  var b = $("banner");
+  b.textContent = "";
+  lines.forEach(function (l) { b.appendChild(el("div", "", l)); });
+  b.className = lines.length ? "show" : "";
+
+  // Throughput and latency.
+  var tp = m.throughput || {}, tot = m.totals || {};
+  setText("tp-delivered", fmt(tp.delivered || 0));
+  setText("tp-dead", fmt(tp.dead_lettered || 0));
+  setText("tp-skipped", fmt(tp.skipped_duplicate || 0));
+  setText("tot-delivered", fmt(tot.delivered || 0));
+  setText("tot-dead", fmt(tot.dead_lettered || 0));
+  setText("tot-skipped", fmt(tot.skipped_duplicate || 0));
+  setText("tp-window", m.window_s ? "records/s, last " + m.window_s + " s" : "records/s (measuring…)");
+  var lat = (m.latency && m.latency.count > 0) ? m.latency : null;
+  setText("p50", lat ? fmt(lat.p50) : "–");
+  setText("p95", lat ? fmt(lat.p95) : "–");
+  setText("p99", lat ? fmt(lat.p99) : "–");
+  var all = m.latency_all || {};
+  setText("lat-all", "since start: p50 " + fmt(all.p50) + " · p95 " + fmt(all.p95) + " · p99 " + fmt(all.p99) + " ms (" + fmt(all.count || 0) + " requests)");
+  var g = m.gauges || {};
+  setText("inflight", fmt(g.inflight_requests || 0));
+  setText("retries", fmt(g.retries_total || 0));
+  var errs = Object.keys(g).filter(function (k) { return k.indexOf("errors_total{") === 0 && g[k] > 0; })
+    .map(function (k) { return k.replace(/^[^"]*"|"}$/g, "") + " " + fmt(g[k]); });
+  setText("errors", errs.length ? errs.join(", ") : "none");
+  var tos = Object.keys(g).filter(function (k) { return k.indexOf("timeouts_total{") === 0 && g[k] > 0; })
+    .map(function (k) { return k.replace(/^[^"]*"|"}$/g, "") + " " + fmt(g[k]); });
+  setText("timeouts", tos.length ? tos.join(", ") : "none");
+
+  // Circuit.
+  var c = $("circuit");
+  var cs = s.circuit || "unknown";
+  c.className = "circuit " + cs;
+  c.dataset.state = cs;
+  setText("circuit", cs === "halfOpen" ? "HALF-OPEN" : cs.toUpperCase());
+  setText("pause", (s.pause_reasons && s.pause_reasons.length) ? "paused by: " + s.pause_reasons.join(", ") : "not paused");
+  setText("rate", s.rate ? fmt(s.rate.rate) + "/s, burst " + s.rate.burst : "–");
+
+  // Audit.
+  var a = s.audit || {};
+  setText("backlog", fmt(a.backlogEvents));
+  setText("spool", bytes(a.spoolBytes));
+  setText("audit-state", (a.state || "?") + (a.degraded ? " · DEGRADED" : ""));
+  $("audit-state").className = a.degraded ? "t-bad" : "";
+  setText("audit-fail", fmt(a.failures || 0) + (a.lastError ? " (" + a.lastError + ")" : ""));
+  setText("audit-oldest", a.oldestPendingAgeS === undefined || a.oldestPendingAgeS === null ? "–" : fmt(a.oldestPendingAgeS) + " s");
+
+  // Partitions.
+  var body = $("partitions");
+  body.textContent = "";
+  var parts = s.partitions || [];
+  var lagSum = 0;
+  parts.forEach(function (p) {
+    var tr = el("tr");
+    tr.dataset.partition = p.topic + ":" + p.partition;
+    tr.appendChild(el("td", "", p.topic));
+    tr.appendChild(el("td", "", p.partition));
+    var st = el("td", p.state === "running" ? "t-ok" : "t-warn", p.state);
+    tr.appendChild(st);
+    var lag = typeof p.lag === "number" ? p.lag : null;
+    if (lag !== null) lagSum += lag;
+    tr.appendChild(el("td", lag !== null && lag > 1000 ? "t-bad" : lag ? "t-warn" : "", lag === null ? "–" : fmt(lag)));
+    tr.appendChild(el("td", "", fmt(p.inflight || 0)));
+    tr.appendChild(el("td", "", p.committed === undefined ? "–" : p.committed));
+    body.appendChild(tr);
+  });
+  if (!parts.length) {
+    var tr = el("tr"), td = el("td", "empty", "No partition assigned");
+    td.colSpan = 6; tr.appendChild(td); body.appendChild(tr);
+  }
+  setText("lag-total", parts.length + " partitions · total lag " + fmt(lagSum));
+
+  // Local mode: load generator and simulated upstream.
+  $("fs-load").style.display = s.load ? "" : "none";
+  $("fs-sim").style.display = s.upstream_sim ? "" : "none";
+  var focus = document.activeElement;
+  if (s.load) {
+    var l = s.load;
+    setText("load-now", fmt(l.rate) + "/s target · " + fmt(l.produced) + " produced" + (l.lastError ? " · " + l.lastError : ""));
+    if (focus !== $("load-rate")) $("load-rate").value = l.rate === undefined ? "" : l.rate;
+  }
+  if (s.upstream_sim) {
+    var u = s.upstream_sim;
+    setText("sim-now", "errors " + Math.round((u.errorRate || 0) * 100) + "% · latency " + fmt(u.latencyMs) + " ms" + (u.hang ? " · HANGING" : ""));
+    if (focus !== $("err") && focus !== $("err-n")) { $("err").value = Math.round((u.errorRate || 0) * 100); $("err-n").value = Math.round((u.errorRate || 0) * 100); }
+    if (focus !== $("lat")) $("lat").value = u.latencyMs === undefined ? "" : u.latencyMs;
+    if (focus !== $("hang")) $("hang").checked = !!u.hang;
+  }
+
+  chartHistory.push({ t: Date.now(), delivered: tp.delivered || 0, dead_lettered: tp.dead_lettered || 0,
+    skipped_duplicate: tp.skipped_duplicate || 0, open: s.circuit === "open", half: s.circuit === "halfOpen" });
+  if (chartHistory.length > HISTORY) chartHistory.shift();
+  draw();
+}
+
+function draw() {
+  var cv = $("chart"), ctx = cv.getContext("2d");
+  var w = cv.clientWidth, h = cv.clientHeight, dpr = window.devicePixelRatio || 1;
+  if (cv.width !== w * dpr || cv.height !== h * dpr) { cv.width = w * dpr; cv.height = h * dpr; }
+  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  ctx.clearRect(0, 0, w, h);
+  var max = 1;
+  chartHistory.forEach(function (p) { max = Math.max(max, p.delivered, p.dead_lettered, p.skipped_duplicate); });
+  max = max * 1.15;
+  var step = w / (HISTORY - 1), x0 = w - (chartHistory.length - 1) * step;
+  chartHistory.forEach(function (p, i) {
+    if (p.open || p.half) {
+      ctx.fillStyle = p.open ? "rgba(248,81,73,0.18)" : "rgba(210,153,34,0.18)";
+      ctx.fillRect(x0 + i * step - step / 2, 0, step + 1, h);
+    }
+  });
+  ctx.strokeStyle = "#30363d"; ctx.lineWidth = 1; ctx.fillStyle = "#8b949e"; ctx.font = "11px system-ui";
+  [0.5, 1].forEach(function (f) {
+    var y = h - (h - 4) * f / 1.15;
+    ctx.beginPath(); ctx.moveTo(0, y); ctx.lineTo(w, y); ctx.stroke();
+    ctx.fillText(fmt(max / 1.15 * f) + "/s", 4, y - 3);
+  });
+  Object.keys(COLORS).forEach(function (k) {
+    ctx.strokeStyle = COLORS[k]; ctx.lineWidth = 2; ctx.beginPath();
+    chartHistory.forEach(function (p, i) {
+      var x = x0 + i * step, y = h - 2 - (h - 4) * (p[k] / max);
+      if (i === 0) ctx.moveTo(x, y); else ctx.lineTo(x, y);
+    });
+    ctx.stroke();
+  });
+}
+
+function summary(ev) {
+  var d = ev.data || {}, parts = [];
+  if (ev.type === "record.completed") parts.push("status " + d.status, fmt(d.latency_ms) + " ms", d.retries ? d.retries + " retries" : "");
+  else if (ev.type === "record.dead_lettered") parts.push(d.failure_reason, d.error_message || "");
+  else if (ev.type === "circuit.changed") parts.push(d.from + " → " + d.to);
+  else Object.keys(d).slice(0, 5).forEach(function (k) { parts.push(k + "=" + (typeof d[k] === "object" ? JSON.stringify(d[k]) : d[k])); });
+  var text = parts.filter(Boolean).join(" · ");
+  return text.length > 240 ? text.slice(0, 239) + "…" : text;
+}
+
+function eventRow(ev) {
+  var tr = el("tr", "sev-" + ev.severity);
+  tr.dataset.type = ev.type;
+  tr.appendChild(el("td", "m", (ev.timestamp || "").slice(11, 23)));
+  tr.appendChild(el("td", "", ev.type));
+  var where = ev.topic !== undefined ? ev.topic + (ev.partition !== undefined ? "/" + ev.partition : "") +
+    (ev.data && ev.data.offset !== undefined ? "@" + ev.data.offset : "") : "";
+  tr.appendChild(el("td", "m", where));
+  tr.appendChild(el("td", "m", ev.trace_id || ""));
+  var sum = summary(ev);
+  var td = el("td", "", sum);
+  td.title = sum;
+  tr.appendChild(td);
+  return tr;
+}
+
+function addEvent(ev) {
+  if (ev.type === "system.heartbeat") { setText("hb", "heartbeat " + new Date().toLocaleTimeString()); return; }
+  if (ev.type === "record.completed" && !$("show-completed").checked) return;
+  if (ev.type === "circuit.changed") poll();
+  var body = $("events");
+  if (body.querySelector(".empty")) body.textContent = "";
+  body.insertBefore(eventRow(ev), body.firstChild);
+  while (body.children.length > MAX_EVENTS) body.removeChild(body.lastChild);
+}
+
+function connect() {
+  var proto = location.protocol === "https:" ? "wss://" : "ws://";
+  var ws = new WebSocket(proto + location.host + "/ws/events");
+  pill("conn", "warn", "events: connecting");
+  ws.onopen = function () { retryMs = 1000; pill("conn", "ok", "events: live"); };
+  ws.onmessage = function (m) {
+    var ev;
+    try { ev = JSON.parse(m.data); } catch (e) { return; }
+    if (ev.type === "system.ws.drop_notice") setText("hb", "some events dropped (browser too slow)");
+    addEvent(ev);
+  };
+  ws.onclose = function () {
+    pill("conn", "bad", "events: disconnected, retrying in " + Math.round(retryMs / 1000) + "s");
+    setTimeout(connect, retryMs);
+    retryMs = Math.min(retryMs * 2, 10000);
+  };
+}
+
+var polling = false;
+function poll() {
+  if (polling) return;
+  polling = true;
+  fetch("/dashboard/data", { cache: "no-store" }).then(function (r) { return r.json(); })
+    .then(function (d) { render(d); })
+    .catch(function () { pill("ready", "bad", "SLUICE UNREACHABLE"); })
+    .finally(function () { polling = false; });
+}
+
+function control(method, path, body) {
+  var headers = { "content-type": "application/json" };
+  token = $("token").value.trim();
+  if (token) headers.authorization = "Bearer " + token;
+  setText("ctlmsg", method + " " + path + " …");
+  return fetch(path, { method: method, headers: headers, body: JSON.stringify(body) })
+    .then(function (r) {
+      return r.json().catch(function () { return {}; }).then(function (j) {
+        if (!r.ok) {
+          var msg = (j.error && j.error.message) || r.statusText;
+          if (r.status === 401 || r.status === 403) { $("tokenbox").style.display = ""; msg += ": enter the control token"; }
+          setText("ctlmsg", "✗ " + method + " " + path + ": " + r.status + " " + msg);
+        } else setText("ctlmsg", "✓ " + method + " " + path + " " + JSON.stringify(body));
+        poll();
+      });
+    })
+    .catch(function (e) { setText("ctlmsg", "✗ " + e); });
+}
+
+$("apply-load").onclick = function () { control("PUT", "/control/load", { rate: Number($("load-rate").value) }); };
+$("apply-sim").onclick = function () {
+  control("PUT", "/control/upstream", { errorRate: Number($("err-n").value) / 100, latencyMs: Number($("lat").value), hang: $("hang").checked });
+};
+$("err").oninput = function () { $("err-n").value = $("err").value; };
+$("err-n").oninput = function () { $("err").value = $("err-n").value; };
+$("break").onclick = function () { control("PUT", "/control/upstream", { errorRate: 1 }); };
+$("heal").onclick = function () { control("PUT", "/control/upstream", { errorRate: 0, hang: false }); };
+$("drain").onclick = function () { control("POST", "/control/drain", {}); };
+$("resume").onclick = function () { control("POST", "/control/resume", {}); };
+window.addEventListener("resize", draw);
+poll();
+setInterval(poll, 1000);
+connect();
+})();
+`;
+
+/** The complete dashboard page. */
+export const DASHBOARD_PAGE: string = `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,">
+<title>sluice · dashboard</title>
+<style>${STYLE}</style>
+</head>
+<body>
+<header>
+  <h1>sluice <span>dashboard</span></h1>
+  <span id="ready" class="pill idle">…</span>
+  <span id="state" class="pill idle">…</span>
+  <span id="conn" class="pill idle">events</span>
+  <span id="mode" class="meta"></span>
+  <span class="grow"></span>
+  <span id="updated" class="meta"></span>
+  <a href="/inspect">actor inspector →</a>
+  <a href="/metrics">metrics</a>
+</header>
+<div id="banner" role="alert"></div>
+<main>
+  <section class="c4" id="throughput">
+    <h2>Throughput</h2>
+    <div class="trio">
+      <div><div class="lbl">delivered</div><div class="big ok-t" id="tp-delivered">–</div></div>
+      <div><div class="lbl">dead-lettered</div><div class="big" id="tp-dead">–</div></div>
+      <div><div class="lbl">skipped dup.</div><div class="big" id="tp-skipped">–</div></div>
+    </div>
+    <div class="meta" id="tp-window">records/s</div>
+    <dl class="kv">
+      <dt>total delivered</dt><dd id="tot-delivered">–</dd>
+      <dt>total dead-lettered</dt><dd id="tot-dead">–</dd>
+      <dt>total skipped</dt><dd id="tot-skipped">–</dd>
+    </dl>
+  </section>
+  <section class="c4" id="latency">
+    <h2>Upstream latency (last seconds)</h2>
+    <div class="trio">
+      <div><div class="lbl">p50</div><div class="big"><span id="p50">–</span><span class="unit">ms</span></div></div>
+      <div><div class="lbl">p95</div><div class="big"><span id="p95">–</span><span class="unit">ms</span></div></div>
+      <div><div class="lbl">p99</div><div class="big"><span id="p99">–</span><span class="unit">ms</span></div></div>
+    </div>
+    <div class="meta" id="lat-all"></div>
+    <dl class="kv">
+      <dt>in flight</dt><dd id="inflight">–</dd>
+      <dt>retries</dt><dd id="retries">–</dd>
+      <dt>errors</dt><dd id="errors">–</dd>
+      <dt>timeouts</dt><dd id="timeouts">–</dd>
+    </dl>
+  </section>
+  <section class="c4" id="breaker">
+    <h2>Circuit breaker</h2>
+    <div id="circuit" class="circuit">–</div>
+    <dl class="kv">
+      <dt>pipeline</dt><dd id="pause">–</dd>
+      <dt>rate limit</dt><dd id="rate">–</dd>
+    </dl>
+  </section>
+  <section class="c8">
+    <h2>Records/s by outcome (shaded: circuit open)</h2>
+    <canvas id="chart"></canvas>
+    <div class="legend">
+      <span><i class="sw" style="background:#3fb950"></i>delivered</span>
+      <span><i class="sw" style="background:#f85149"></i>dead-lettered</span>
+      <span><i class="sw" style="background:#58a6ff"></i>skipped duplicate</span>
+    </div>
+  </section>
+  <section class="c4" id="audit">
+    <h2>Audit trail</h2>
+    <div class="trio">
+      <div><div class="lbl">backlog</div><div class="big" id="backlog">–</div></div>
+      <div><div class="lbl">spool</div><div class="big" style="font-size:28px" id="spool">–</div></div>
+    </div>
+    <dl class="kv">
+      <dt>state</dt><dd id="audit-state">–</dd>
+      <dt>oldest pending</dt><dd id="audit-oldest">–</dd>
+      <dt>failed uploads</dt><dd id="audit-fail">–</dd>
+    </dl>
+  </section>
+  <section class="c5">
+    <h2>Partitions <span class="meta" id="lag-total"></span></h2>
+    <table>
+      <thead><tr><th>Topic</th><th>Part.</th><th>State</th><th>Lag</th><th>In flight</th><th>Committed</th></tr></thead>
+      <tbody id="partitions"><tr><td colspan="6" class="empty">Loading…</td></tr></tbody>
+    </table>
+  </section>
+  <section class="c7" id="controls">
+    <h2>Controls</h2>
+    <div class="controls">
+      <fieldset id="fs-load" style="display:none"><legend>Load generator (local mode)</legend>
+        <label>rate <input id="load-rate" type="number" min="0" step="10"> records/s</label>
+        <button id="apply-load">Apply</button>
+        <div class="meta" id="load-now"></div>
+      </fieldset>
+      <fieldset id="fs-sim" style="display:none"><legend>Simulated upstream (local mode)</legend>
+        <label>errors <input id="err" type="range" min="0" max="100" step="5"><input id="err-n" type="number" min="0" max="100" style="width:64px">%</label>
+        <label>latency <input id="lat" type="number" min="0" step="10"> ms</label>
+        <label><input id="hang" type="checkbox"> hang (never answer)</label>
+        <button id="apply-sim">Apply</button>
+        <button id="break" class="danger">Fail 100%</button>
+        <button id="heal" class="good">Heal</button>
+        <div class="meta" id="sim-now"></div>
+      </fieldset>
+      <fieldset><legend>Pipeline</legend>
+        <button id="drain">Drain</button> <button id="resume">Resume</button>
+        <label id="tokenbox" style="display:none">token <input id="token" type="password" autocomplete="off"></label>
+      </fieldset>
+    </div>
+    <div id="ctlmsg"></div>
+  </section>
+  <section class="c12">
+    <h2>Latest events <span class="meta" id="hb"></span>
+      <label style="display:inline-flex;float:right;margin:0;text-transform:none;letter-spacing:0"><input id="show-completed" type="checkbox" checked> show record.completed</label></h2>
+    <div class="scroll"><table id="evtable">
+      <colgroup><col style="width:105px"><col style="width:190px"><col style="width:130px"><col style="width:300px"><col></colgroup>
+      <thead><tr><th>Time (UTC)</th><th>Type</th><th>Where</th><th>Trace id</th><th>Detail</th></tr></thead>
+      <tbody id="events"><tr><td colspan="5" class="empty">Waiting for events…</td></tr></tbody>
+    </table></div>
+  </section>
+</main>
+<script>${SCRIPT}</script>
+</body>
+</html>
+`;
