@@ -22,6 +22,7 @@ import denoJson from "./deno.json" with { type: "json" };
 import { httpCommands } from "./http/cli_commands.ts";
 import { auditCommand } from "./actors/audit/report.ts";
 import { produceCommand } from "./actors/produce_cli.ts";
+import { dlqCommand, replayCommand } from "./actors/replay_cli.ts";
 
 /** The version printed by `--version`. */
 export const VERSION: string = denoJson.version;
@@ -77,6 +78,8 @@ registerCommand("start", {
 for (const [name, command] of Object.entries(httpCommands)) registerCommand(name, command);
 registerCommand("produce", produceCommand);
 registerCommand("audit", auditCommand);
+registerCommand("replay", replayCommand);
+registerCommand("dlq", dlqCommand);
 
 /** Runs the CLI with `argv`; returns the exit code. */
 export async function main(argv: string[]): Promise<number> {

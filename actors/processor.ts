@@ -87,6 +87,12 @@ export interface ProcessorDeps {
   sinkRetryMaxMs?: number;
   /** Marks the processor as a replay's: audit `event_type` gets the `replay.` prefix. Default none. */
   replay?: { replay_id: string; source: "window" | "dlq" };
+  /**
+   * Called synchronously once a record is finished as delivered (after its
+   * audit event is durable), e.g. to record its idempotency key
+   * (`actors/idempotency.ts`). Must not throw or block. Default none.
+   */
+  onDelivered?: (idempotencyKey: string, record: SourceRecord) => void;
 }
 
 /** The processor. */
@@ -112,6 +118,29 @@ function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> {
     }, ms);
     signal?.addEventListener("abort", onAbort, { once: true });
   });
+}
+
+/** True for a broker's refusal of a message for its size (kafkajs protocol errors 10 and 18). */
+function isTooLarge(e: unknown): boolean {
+  const t = (e as { type?: unknown })?.type;
+  return t === "MESSAGE_TOO_LARGE" || t === "RECORD_LIST_TOO_LARGE";
+}
+
+/**
+ * The dead letter without the record's value: the message says where the
+ * original is (the source topic keeps it for its retention).
+ */
+function withoutPayload(dl: DeadLetter, record: SourceRecord): DeadLetter {
+  return {
+    ...dl,
+    original_payload: null,
+    original_payload_encoding: "utf8",
+    error_message:
+      `${dl.error_message} (original payload of ${
+        record.value?.byteLength ?? 0
+      } bytes left out: the dead letter exceeded the DLQ topic's message size limit; ` +
+      `read it at ${record.topic}/${record.partition}/${record.offset})`,
+  };
 }
 
 /** Creates the processor. */
@@ -229,7 +258,7 @@ export function createProcessor(deps: ProcessorDeps): Processor {
     };
     let outcome: Outcome;
     if (failure) {
-      const dl = buildDeadLetter(record, {
+      let dl = buildDeadLetter(record, {
         reason: failure.reason,
         message: failure.message,
         traceId,
@@ -239,7 +268,24 @@ export function createProcessor(deps: ProcessorDeps): Processor {
       }, { consumerGroup: deps.consumerGroup, processingHost: deps.processingHost });
       await durably(
         "Dead letter publish",
-        () => deps.publishDeadLetter(dl, record),
+        async () => {
+          try {
+            await deps.publishDeadLetter(dl, record);
+          } catch (e) {
+            // A dead letter carries the record's value (base64 when not text),
+            // so it can exceed the DLQ topic's message size limit even when the
+            // record did not: retrying would stall the partition forever.
+            if (!isTooLarge(e) || dl.original_payload === null) throw e;
+            log.warn("Dead letter too large for the DLQ topic; publishing it without the payload", {
+              topic: record.topic,
+              partition: record.partition,
+              offset: record.offset,
+              bytes: record.value?.byteLength ?? 0,
+            });
+            dl = withoutPayload(dl, record);
+            await deps.publishDeadLetter(dl, record);
+          }
+        },
         record,
         signal,
       );
@@ -302,6 +348,11 @@ export function createProcessor(deps: ProcessorDeps): Processor {
         status,
       }, where);
     } else {
+      try {
+        deps.onDelivered?.(idempotencyKey, record);
+      } catch (e) {
+        log.warn("onDelivered hook failed", { error: e });
+      }
       publishEvent("record.completed", "info", {
         offset: record.offset,
         request_id: requestId,

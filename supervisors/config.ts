@@ -85,6 +85,15 @@ export const CONFIG_SCHEMA = [
     doc: "Suffix of the dead-letter topic",
   },
   {
+    key: "kafkaSessionTimeoutMs",
+    env: "SLUICE_KAFKA_SESSION_TIMEOUT_MS",
+    type: "int",
+    default: 30000,
+    min: 6000,
+    max: 1_800_000,
+    doc: "Consumer group session timeout: how long a crashed instance keeps its partitions (ms)",
+  },
+  {
     key: "embeddedPartitions",
     env: "SLUICE_EMBEDDED_PARTITIONS",
     type: "int",
@@ -380,6 +389,34 @@ export const CONFIG_SCHEMA = [
     choices: ["json", "pretty"],
     default: "json",
     doc: "Log format: one JSON object per line, or human-readable",
+  },
+  // Replay and idempotency
+  {
+    key: "idempotencyTtlHours",
+    env: "SLUICE_IDEMPOTENCY_TTL_HOURS",
+    type: "int",
+    default: 168,
+    min: 1,
+    doc:
+      "How long delivered idempotency keys are remembered (`${dataDir}/idempotency.kv`); replays skip them (h)",
+  },
+  {
+    key: "idempotencyFlushMs",
+    env: "SLUICE_IDEMPOTENCY_FLUSH_MS",
+    type: "int",
+    default: 100,
+    min: 10,
+    max: 10000,
+    doc:
+      "Write-behind period of delivered keys to the idempotency store; a crash loses at most this much (ms)",
+  },
+  {
+    key: "replayRate",
+    env: "SLUICE_REPLAY_RATE",
+    type: "number",
+    default: 100,
+    min: 0.001,
+    doc: "Default rate of a replay (window or dead letters) when the request sets none (records/s)",
   },
 ] as const satisfies readonly OptionSpec[];
 

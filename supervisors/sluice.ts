@@ -6,6 +6,7 @@
  * ├── http             Hono on Deno.serve: health, metrics, WS, control, inspector
  * ├── audit            audit batcher: spool → S3 / RGW (or ./data/audit)
  * ├── resilience       rate limiter + circuit breaker + upstream client
+ * ├── idempotency      delivered idempotency keys (Deno KV, ${dataDir}/idempotency.kv)
  * ├── pipeline         consumer group → one partition actor per assigned partition
  * ├── replay           replay driver (time windows, dead letters)
  * └── load-generator   local mode only
@@ -33,7 +34,9 @@ import { type AuditStore, FsAuditStore, S3AuditStore } from "../actors/audit/sto
 import { type AuditTrail, createAuditTrail } from "../actors/audit/trail.ts";
 import { type CircuitBreaker, createCircuitBreaker } from "../actors/circuit_breaker.ts";
 import { toDeadLetterMessage } from "../actors/dead_letter.ts";
+import { DeadLetterStore } from "../actors/dlq.ts";
 import { createEmbeddedLog, embeddedLogDir } from "../actors/embedded_log.ts";
+import { type IdempotencyStore, openIdempotencyStore } from "../actors/idempotency.ts";
 import { createKafkaLog } from "../actors/kafka_log.ts";
 import { type LoadGenerator, startLoadGenerator } from "../actors/load_generator.ts";
 import { configureLog, logger } from "../actors/log.ts";
@@ -41,6 +44,7 @@ import { registry } from "../actors/metrics.ts";
 import { Pipeline } from "../actors/pipeline.ts";
 import { createProcessor } from "../actors/processor.ts";
 import { createRateLimiter, type RateLimiter } from "../actors/rate_limiter.ts";
+import { ReplayManager } from "../actors/replay.ts";
 import { type SimUpstream, startSimulatedUpstream } from "../actors/sim_upstream.ts";
 import type { LogClient, LogProducer } from "../actors/source.ts";
 import { createUpstreamClient, type UpstreamClient } from "../actors/upstream.ts";
@@ -108,7 +112,11 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
 
   // The parts chosen by the configuration: real when configured, else embedded.
   const logClient: LogClient = config.kafkaBrokers.length > 0
-    ? createKafkaLog({ brokers: config.kafkaBrokers, clientId: config.clientId })
+    ? createKafkaLog({
+      brokers: config.kafkaBrokers,
+      clientId: config.clientId,
+      sessionTimeoutMs: config.kafkaSessionTimeoutMs,
+    })
     : createEmbeddedLog({
       dir: embeddedLogDir(config.dataDir),
       partitions: config.embeddedPartitions,
@@ -143,14 +151,41 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
   let pipeline: Pipeline | undefined;
   let producer: LogProducer | undefined;
   let load: LoadGenerator | undefined;
+  let idempotency: IdempotencyStore | undefined;
+  let replays: ReplayManager | undefined;
+  let deadLetters: DeadLetterStore | undefined;
+  const replayDriver = () => {
+    if (!replays) throw new HttpError(503, "not_ready", "Replay driver not started");
+    return replays;
+  };
+  const dlqStore = () => {
+    if (!deadLetters) throw new HttpError(503, "not_ready", "Dead-letter store not started");
+    return deadLetters;
+  };
   let server: RunningServer | undefined;
   let kafkaOk = false, kafkaDetail = "not checked yet";
 
+  // One ping at a time; one that takes over 3 s counts as down (kafkajs retries a
+  // request to a stopped broker for tens of seconds before it fails).
+  let pinging: Promise<boolean> | undefined, pingStarted = 0;
+  const pingLog = async (): Promise<boolean> => {
+    if (!pinging) {
+      pingStarted = Date.now();
+      pinging = logClient.ping().catch(() => false).finally(() => (pinging = undefined));
+    }
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<boolean>((r) => {
+      timer = setTimeout(() => r(false), Math.max(0, 3000 - (Date.now() - pingStarted)));
+    });
+    const ok = await Promise.race([pinging, late]);
+    clearTimeout(timer);
+    return ok;
+  };
   const pinger = setInterval(async () => {
-    kafkaOk = await logClient.ping().catch(() => false);
+    kafkaOk = await pingLog();
     kafkaDetail = kafkaOk ? "" : `${parts.log} does not answer`;
   }, 2000);
-  kafkaOk = await logClient.ping().catch(() => false);
+  kafkaOk = await pingLog();
   if (!kafkaOk) kafkaDetail = `${parts.log} does not answer`;
 
   const ready = (): ReturnType<AppDeps["ready"]> => {
@@ -224,6 +259,25 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
         },
       }
       : undefined,
+    upstreamSim: sim
+      ? {
+        set(change) {
+          const b = sim!.setBehaviour(change);
+          log.warn("simulated upstream behaviour changed over HTTP", { ...b });
+          return { ...b };
+        },
+      }
+      : undefined,
+    replay: {
+      start: (req) => replayDriver().start(req),
+      get: (id) => replayDriver().get(id),
+      cancel: (id) => replayDriver().cancel(id),
+    },
+    dlq: {
+      list: (query) => dlqStore().list(query),
+      replay: (id) => dlqStore().replay(id),
+      replayBulk: (req) => dlqStore().replayBulk(req),
+    },
   };
 
   const children: ChildSpec[] = [
@@ -311,6 +365,20 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
       },
     },
     {
+      id: "idempotency",
+      shutdownMs: 2000,
+      start: async () => {
+        await Deno.mkdir(config.dataDir, { recursive: true });
+        const s = await openIdempotencyStore({
+          path: `${config.dataDir}/idempotency.kv`,
+          ttlMs: config.idempotencyTtlHours * 3600_000,
+          flushMs: config.idempotencyFlushMs,
+        });
+        idempotency = s;
+        return handle(() => s.close(), undefined, () => ({ ...s.stats() }));
+      },
+    },
+    {
       id: "pipeline",
       shutdownMs: config.shutdownDrainMs + config.shutdownCommitMs,
       start: async (ctx) => {
@@ -337,6 +405,7 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
           consumerGroup: config.groupId,
           processingHost: `${config.clientId}@${hostname()}`,
           maxRecordBytes: config.maxRecordBytes,
+          onDelivered: (key) => idempotency?.record(key),
           publishDeadLetter: async (dl) => {
             const m = toDeadLetterMessage(dl, { suffix: config.dlqSuffix });
             await p.send(m.topic, [{ key: m.key, value: m.value, headers: m.headers }]);
@@ -370,6 +439,73 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
       },
     },
   ];
+  children.push({
+    id: "replay",
+    shutdownMs: 3000,
+    start: async (ctx) => {
+      const p = await logClient.producer();
+      const admin = await logClient.admin();
+      // A replayed topic may not be a consumed one: its DLQ topic is created on first use.
+      const dlqReady = new Map<string, Promise<void>>();
+      const ensureDlq = (topic: string) => {
+        let ready = dlqReady.get(topic);
+        if (!ready) {
+          ready = admin.partitions(topic).then((ps) =>
+            admin.ensureTopics([{ topic: `${topic}${config.dlqSuffix}`, partitions: ps.length }])
+          );
+          ready.catch(() => dlqReady.delete(topic));
+          dlqReady.set(topic, ready);
+        }
+        return ready;
+      };
+      const processorFor = (replay: { replay_id: string; source: "window" | "dlq" }) =>
+        createProcessor({
+          upstream: upstream!,
+          audit: audit!,
+          breaker,
+          consumerGroup: config.groupId,
+          processingHost: `${config.clientId}@${hostname()}`,
+          maxRecordBytes: config.maxRecordBytes,
+          replay,
+          publishDeadLetter: async (dl) => {
+            await ensureDlq(dl.original_topic);
+            const m = toDeadLetterMessage(dl, { suffix: config.dlqSuffix });
+            await p.send(m.topic, [{ key: m.key, value: m.value, headers: m.headers }]);
+          },
+        });
+      const m = new ReplayManager({
+        log: logClient,
+        store: idempotency!,
+        audit: audit!,
+        processor: processorFor,
+        breaker,
+        defaultRate: config.replayRate,
+        maxRecordBytes: config.maxRecordBytes,
+        parentId: ctx.parentId,
+      });
+      const d = new DeadLetterStore({
+        log: logClient,
+        topics: config.topics,
+        suffix: config.dlqSuffix,
+        store: idempotency!,
+        audit: audit!,
+        processor: processorFor,
+        replays: m,
+        breaker,
+        maxRecordBytes: config.maxRecordBytes,
+      });
+      replays = m;
+      deadLetters = d;
+      return handle(
+        async () => {
+          await m.close();
+          await p.disconnect().catch(() => {});
+        },
+        undefined,
+        () => ({ running: m.running().length, ...d.stats() }),
+      );
+    },
+  });
   if (logClient.kind === "embedded") {
     children.push({
       id: "load-generator",
@@ -407,7 +543,12 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
 
   const phases = () =>
     canonicalPhases({
-      stop_load: { run: async () => await load?.stop(), deadlineMs: 2000 },
+      stop_load: {
+        deadlineMs: 2000,
+        run: async () => {
+          await Promise.all([load?.stop(), replays?.stopAll()]);
+        },
+      },
       mark_not_ready: {
         run: () => {
           shuttingDown = true;
