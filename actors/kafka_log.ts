@@ -221,10 +221,12 @@ class KafkaGroupConsumer implements LogConsumer {
   private rebalancing = false;
 
   constructor(kafka: Kafka, private readonly groupId: string, opts: KafkaLogOptions) {
+    const sessionTimeout = opts.sessionTimeoutMs ?? 30_000;
     this.consumer = kafka.consumer({
       groupId,
-      sessionTimeout: opts.sessionTimeoutMs ?? 30_000,
-      heartbeatInterval: 3_000,
+      sessionTimeout,
+      // At most a third of the session, so one lost heartbeat does not evict the member.
+      heartbeatInterval: Math.min(3_000, Math.floor(sessionTimeout / 3)),
       maxBytesPerPartition: opts.maxBytesPerPartition ?? 1024 * 1024,
       allowAutoTopicCreation: false,
       retry: {

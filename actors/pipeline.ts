@@ -43,7 +43,10 @@ export interface PipelineOptions {
   maxInflight?: number;
   /** Commit at least this often during a long batch (ms); default 1000. */
   commitIntervalMs?: number;
-  /** Heartbeat period during a batch (ms); default 3000. */
+  /**
+   * How often a long batch asks the client to heartbeat (ms); default 1000. The
+   * client sends one only when its own heartbeat interval has passed.
+   */
   heartbeatMs?: number;
   /** Lag metric refresh period (ms); default 5000. */
   lagIntervalMs?: number;
@@ -192,15 +195,48 @@ export class Pipeline {
       return;
     }
     run.batches++;
-    const heartbeatMs = this.opts.heartbeatMs ?? 3000;
+    const heartbeatMs = this.opts.heartbeatMs ?? 1000;
     const commitEvery = this.opts.commitIntervalMs ?? 1000;
     const hb = setInterval(() => void batch.heartbeat(), heartbeatMs);
-    const timer = setInterval(() => void this.commit(run, batch).catch(() => {}), commitEvery);
+    // A periodic commit that fails or hangs (broker or coordinator away; the
+    // client retries for up to a minute) stops admission: finished records
+    // that are not committed are consumed again after a restart, so the batch
+    // must not run ahead of its last commit. One periodic commit at a time.
+    let commitFailing = false;
+    let committing: Promise<void> | undefined;
+    let commitSince = 0;
+    const stopAdmitting = (why: string) => {
+      if (!commitFailing) {
+        log.warn("offset commit failing; admitting no more records from this batch", {
+          partition: key,
+          error: why,
+        });
+      }
+      commitFailing = true;
+    };
+    const timer = setInterval(() => {
+      if (committing) {
+        if (performance.now() - commitSince > 2 * commitEvery) {
+          stopAdmitting(`no answer for ${Math.round(performance.now() - commitSince)} ms`);
+        }
+        return;
+      }
+      commitSince = performance.now();
+      committing = this.commit(run, batch)
+        .then(
+          () => void (commitFailing = false),
+          (e) => stopAdmitting(e instanceof Error ? e.message : String(e)),
+        )
+        .finally(() => (committing = undefined));
+    }, commitEvery);
     const w = run.worker;
     try {
       let i = 0;
       while (i < batch.records.length) {
-        if (this.paused() || !batch.isRunning() || batch.isStale() || this.failure || w.closed) {
+        if (
+          this.paused() || !batch.isRunning() || batch.isStale() || this.failure || w.closed ||
+          commitFailing
+        ) {
           break;
         }
         const room = w.maxInflight - w.pending;
