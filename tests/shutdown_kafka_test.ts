@@ -343,7 +343,16 @@ Deno.test("Kafka broker stopped for ~20 s under load and started again: sluice r
         console.log(`  ${l.slice(0, 300)}`);
       }
     });
-    assert.equal((await p.status).code, 0);
+    const code = (await p.status).code;
+    assert.equal(
+      code,
+      0,
+      `graceful exit after the outage; shutdown lines:\n${
+        p.output().split("\n").filter((l) => /shutdown|phase|ERROR|WARN/.test(l)).slice(-30).join(
+          "\n",
+        )
+      }`,
+    );
     const positions = allPositions(topic, await highWatermarks(topic));
     assert.equal(positions.length, 4000);
     const ledger = await waitLedgerComplete(bucket, positions, 30_000);
