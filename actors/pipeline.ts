@@ -301,7 +301,12 @@ export class Pipeline {
   async drain(signal?: AbortSignal): Promise<number> {
     this.draining = true;
     for (const run of this.parts.values()) run.actor.send({ type: "DRAIN" });
-    const all = Promise.allSettled([...this.active]);
+    // Drained = every record admitted has its outcome. The batches' final
+    // commits belong to `close()`: a commit stuck in Kafka retries must not
+    // make the drain look unfinished (uncommitted records are re-read anyway).
+    const all = Promise.all(
+      [...this.parts.values()].map((r) => waitFor(r.worker, "idle", () => r.worker.pending === 0)),
+    );
     const aborted = new Promise<void>((r) => {
       if (signal?.aborted) r();
       signal?.addEventListener("abort", () => r(), { once: true });
@@ -322,6 +327,8 @@ export class Pipeline {
   async close(): Promise<void> {
     clearInterval(this.lagTimer);
     this.draining = true;
+    // Let the batches commit what finished (bounded by the phase deadline).
+    await Promise.allSettled([...this.active]);
     if (this.consumer) {
       await this.consumer.stop().catch((e) =>
         log.warn("consumer stop failed", { error: String(e) })
