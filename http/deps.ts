@@ -14,6 +14,7 @@ import type { Context } from "hono";
 import type { Registry } from "prom-client";
 import type { Inspector } from "./inspector.ts";
 import type { WsHub } from "./ws_hub.ts";
+import type { FailureReason } from "../actors/audit/event.ts";
 
 /** A value or a promise of it. */
 export type Awaitable<T> = T | Promise<T>;
@@ -124,13 +125,7 @@ export interface DlqQuery {
 }
 
 /** A dead-letter `failure_reason` (shared/DESIGN.md §3). */
-export type FailureReasonName =
-  | "DESERIALIZATION_ERROR"
-  | "VALIDATION_ERROR"
-  | "PROCESSING_ERROR"
-  | "TIMEOUT_ERROR"
-  | "CIRCUIT_OPEN"
-  | "UNKNOWN_ERROR";
+export type FailureReasonName = FailureReason;
 
 /** Body of `POST /dlq/replay` (bulk), validated: every filter optional. */
 export interface DlqBulkReplayRequest {

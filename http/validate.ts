@@ -13,6 +13,7 @@ import type {
   UpstreamSimSetting,
 } from "./deps.ts";
 import { HttpError } from "./errors.ts";
+import { FAILURE_REASONS } from "../actors/audit/event.ts";
 
 function invalid(field: string, rule: string): HttpError {
   return new HttpError(422, "validation_error", `Invalid ${field}: ${rule}`);
@@ -117,14 +118,7 @@ export function parseReplay(body: Record<string, unknown>): ReplayRequest {
   return req;
 }
 
-const REASONS: readonly FailureReasonName[] = [
-  "DESERIALIZATION_ERROR",
-  "VALIDATION_ERROR",
-  "PROCESSING_ERROR",
-  "TIMEOUT_ERROR",
-  "CIRCUIT_OPEN",
-  "UNKNOWN_ERROR",
-];
+const REASONS: readonly FailureReasonName[] = FAILURE_REASONS;
 
 function reason(v: unknown): FailureReasonName {
   if (typeof v !== "string" || !REASONS.includes(v as FailureReasonName)) {

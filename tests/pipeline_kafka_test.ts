@@ -9,6 +9,12 @@ import { infra, uniqueName, waitFor } from "./harness/mod.ts";
 import { startUpstreamStub, type UpstreamStub } from "./harness/upstream_stub.ts";
 import { startSluiceProcess, withSluice } from "./harness/sluice_process.ts";
 import { checkLedger, readAllAuditEvents, rgwStore } from "./harness/ledger.ts";
+import {
+  allPositions,
+  committedOffsets as committed,
+  highWatermarks,
+  sluiceEnv,
+} from "./harness/kafka_fixture.ts";
 
 const kafka = () =>
   new Kafka({
@@ -48,56 +54,6 @@ async function produce(topic: string, count: number, keys: number): Promise<void
   }
 }
 
-async function highWatermarks(topic: string): Promise<Map<number, string>> {
-  const admin = kafka().admin();
-  await admin.connect();
-  try {
-    return new Map((await admin.fetchTopicOffsets(topic)).map((o) => [o.partition, o.high]));
-  } finally {
-    await admin.disconnect();
-  }
-}
-
-async function committed(group: string, topic: string): Promise<Map<number, string>> {
-  const admin = kafka().admin();
-  await admin.connect();
-  try {
-    const r = await admin.fetchOffsets({ groupId: group, topics: [topic] });
-    return new Map(r[0].partitions.map((p) => [p.partition, p.offset]));
-  } finally {
-    await admin.disconnect();
-  }
-}
-
-function allPositions(topic: string, high: Map<number, string>): string[] {
-  const out: string[] = [];
-  for (const [p, h] of high) for (let o = 0n; o < BigInt(h); o++) out.push(`${topic}/${p}/${o}`);
-  return out;
-}
-
-function env(
-  topic: string,
-  group: string,
-  bucket: string,
-  stub: UpstreamStub,
-  extra: Record<string, string> = {},
-) {
-  const { kafka, s3 } = infra();
-  return {
-    SLUICE_KAFKA_BROKERS: kafka.brokers.join(","),
-    SLUICE_TOPICS: topic,
-    SLUICE_GROUP_ID: group,
-    SLUICE_UPSTREAM_URL: stub.url,
-    SLUICE_S3_ENDPOINT: s3.endpoint,
-    SLUICE_S3_ACCESS_KEY: s3.accessKey,
-    SLUICE_S3_SECRET_KEY: s3.secretKey,
-    SLUICE_S3_BUCKET: bucket,
-    SLUICE_RATE_LIMIT: "0",
-    SLUICE_AUDIT_BATCH_AGE_MS: "500",
-    ...extra,
-  };
-}
-
 /** Per key, the sequence numbers the upstream saw must increase. */
 function assertOrderedPerKey(stub: UpstreamStub): number {
   const last = new Map<string, number>();
@@ -124,7 +80,7 @@ for (const ordering of ["partition", "key"] as const) {
     const stub = startUpstreamStub({ latencyMs: 1 });
     try {
       const sluice = await startSluiceProcess({
-        env: env(topic, group, bucket, stub, {
+        env: sluiceEnv(topic, group, bucket, stub, {
           SLUICE_ORDERING: ordering,
           SLUICE_MAX_INFLIGHT: "32",
         }),
@@ -175,7 +131,7 @@ for (const ordering of ["partition", "key"] as const) {
       // A restarted consumer in the same group reads nothing again.
       const before = stub.requests.length;
       const again = await startSluiceProcess({
-        env: env(topic, group, bucket, stub, { SLUICE_ORDERING: ordering }),
+        env: sluiceEnv(topic, group, bucket, stub, { SLUICE_ORDERING: ordering }),
       });
       await withSluice(again, async () => {
         await waitFor(async () => {
