@@ -25,6 +25,7 @@ import { infra, uniqueName, waitFor } from "./harness/mod.ts";
 import { startUpstreamStub } from "./harness/upstream_stub.ts";
 import { startSluiceProcess, withSluice } from "./harness/sluice_process.ts";
 import { readAllAuditEvents, rgwStore } from "./harness/ledger.ts";
+import { sluiceEnv } from "./harness/kafka_fixture.ts";
 import type { AuditEvent } from "../actors/audit/event.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
@@ -168,20 +169,8 @@ Deno.test("replay driver and dead-letter replay on Kafka and RGW", async (t) => 
       return seq >= lo && seq < hi;
     });
   try {
-    const { kafka: k, s3 } = infra();
     const sluice = await startSluiceProcess({
-      env: {
-        SLUICE_KAFKA_BROKERS: k.brokers.join(","),
-        SLUICE_TOPICS: topic,
-        SLUICE_GROUP_ID: group,
-        SLUICE_UPSTREAM_URL: stub.url,
-        SLUICE_S3_ENDPOINT: s3.endpoint,
-        SLUICE_S3_ACCESS_KEY: s3.accessKey,
-        SLUICE_S3_SECRET_KEY: s3.secretKey,
-        SLUICE_S3_BUCKET: bucket,
-        SLUICE_RATE_LIMIT: "0",
-        SLUICE_AUDIT_BATCH_AGE_MS: "500",
-      },
+      env: sluiceEnv(topic, group, bucket, stub, { SLUICE_AUDIT_BATCH_AGE_MS: "500" }),
     });
     const url = sluice.url;
     const until = async (id: string, timeoutMs = 30_000): Promise<Progress> => {
