@@ -81,6 +81,14 @@ registerCommand("audit", auditCommand);
 registerCommand("replay", replayCommand);
 registerCommand("dlq", dlqCommand);
 
+/** A configuration error anywhere in `e`'s cause chain (a child that could not start for it). */
+function configErrorIn(e: unknown): ConfigError | undefined {
+  for (let c = e, n = 0; c instanceof Error && n < 10; c = c.cause, n++) {
+    if (c instanceof ConfigError) return c;
+  }
+  return undefined;
+}
+
 /** Runs the CLI with `argv`; returns the exit code. */
 export async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
@@ -104,6 +112,11 @@ export async function main(argv: string[]): Promise<number> {
   try {
     return await command.run(rest);
   } catch (e) {
+    const config = configErrorIn(e);
+    if (config) {
+      console.error(`sluice: ${config.message}`);
+      return 2;
+    }
     if (e instanceof ConfigError) {
       console.error(`sluice: ${e.message}`);
       return 2;

@@ -77,7 +77,7 @@ export interface DeadLetterStoreOptions {
   /** The audit trail (for the skipped duplicate of an already delivered id). */
   audit: { append(event: AuditEvent): Promise<void> };
   /** Creates the processor of one replay: the live deps plus `replay`. */
-  processor(replay: { replay_id: string; source: ReplaySource }): Processor;
+  processor(replay: { replay_id: string; source: ReplaySource }): Pick<Processor, "process">;
   /** Runs bulk replays. */
   replays: Pick<ReplayManager, "startPlanned">;
   /** The shared breaker: one replay answers 503 while it is open. Default none. */

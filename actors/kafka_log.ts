@@ -11,6 +11,7 @@
  */
 import {
   type Admin,
+  ConfigResourceTypes,
   type Consumer,
   type EachBatchPayload,
   Kafka,
@@ -205,6 +206,14 @@ class KafkaAdmin implements LogAdmin {
   async committed(groupId: string, topic: string): Promise<PartitionOffset[]> {
     const res = await this.a.fetchOffsets({ groupId, topics: [topic] });
     return (res[0]?.partitions ?? []).map((p) => ({ partition: p.partition, offset: p.offset }));
+  }
+  async retentionMs(topic: string): Promise<number | null> {
+    const res = await this.a.describeConfigs({
+      includeSynonyms: false,
+      resources: [{ type: ConfigResourceTypes.TOPIC, name: topic, configNames: ["retention.ms"] }],
+    });
+    const v = res.resources[0]?.configEntries.find((e) => e.configName === "retention.ms");
+    return v ? Number(v.configValue) : null;
   }
   disconnect(): Promise<void> {
     // The admin client is shared by the LogClient and closed with it.

@@ -80,12 +80,12 @@ export const auditWriteErrorsTotal = new client.Counter({
 });
 export const auditBacklogDepth = new client.Gauge({
   name: "audit_backlog_depth",
-  help: "Audit events durable in the local spool, not yet uploaded",
+  help: "Audit events in the audit topic not yet uploaded to the audit store (uploader lag)",
   registers: r,
 });
 export const auditSpoolBytes = new client.Gauge({
   name: "audit_spool_bytes",
-  help: "Bytes in the local audit spool",
+  help: "Bytes of audit events held in memory by this instance's uploader for its next upload",
   registers: r,
 });
 export const auditFlushLag = new client.Gauge({
@@ -97,6 +97,16 @@ export const kafkaConsumerLag = new client.Gauge({
   name: "kafka_consumer_lag",
   help: "High watermark minus committed offset, per partition",
   labelNames: ["topic", "partition"] as const,
+  registers: r,
+});
+export const auditTopicWritesTotal = new client.Counter({
+  name: "audit_topic_writes_total",
+  help: "Audit events acknowledged by the audit topic (before the offset commit)",
+  registers: r,
+});
+export const pipelineStallsTotal = new client.Counter({
+  name: "pipeline_stalls_total",
+  help: "Times the progress watchdog found the pipeline stalled and restarted it",
   registers: r,
 });
 export const kafkaRebalancesTotal = new client.Counter({

@@ -18,7 +18,7 @@
  */
 import type { AnyActorRef } from "xstate";
 import { logger } from "./log.ts";
-import { kafkaConsumerLag, queueDepth } from "./metrics.ts";
+import { kafkaConsumerLag, pipelineStallsTotal, queueDepth } from "./metrics.ts";
 import { spawnActor, stopActor } from "./registry.ts";
 import type { SourceRecord } from "./record.ts";
 import type { Batch, LogClient, LogConsumer, TopicPartition } from "./source.ts";
@@ -52,6 +52,31 @@ export interface PipelineOptions {
   lagIntervalMs?: number;
   /** Parent actor id in the inspector tree; default `pipeline`. */
   parentId?: string;
+  /**
+   * On assignment: the offsets (at or above the committed one) of the
+   * partition whose outcome is already audited (an instance died after
+   * auditing them and before committing). Those records are not processed
+   * again but passed to `skip`. Default none (every record is processed).
+   */
+  audited?: (tp: TopicPartition, signal: AbortSignal) => Promise<Set<string>>;
+  /** Finishes a record found by `audited` (audits it `skipped_duplicate`). Required with `audited`. */
+  skip?: (record: SourceRecord, signal: AbortSignal) => Promise<unknown>;
+  /** A commit that does not answer within this time counts as failed (ms); default 10 000. */
+  commitTimeoutMs?: number;
+  /**
+   * Progress watchdog (ms): when partitions are assigned and not paused, the
+   * lag is above 0 and no record finished for this long, the pipeline fails
+   * with a `stalled` reason (the supervisor restarts it). 0 turns it off;
+   * default 60 000.
+   */
+  watchdogMs?: number;
+  /**
+   * A known reason the pipeline cannot progress (e.g. the log does not
+   * answer), or null: the watchdog does not fire while it holds.
+   */
+  blocked?: () => string | null;
+  /** How long closing may wait for running batches and the consumer (ms); default 10 000. */
+  closeTimeoutMs?: number;
 }
 
 interface PartitionRun {
@@ -62,6 +87,8 @@ interface PartitionRun {
   worker: PartitionWorker;
   committed: string | null;
   batches: number;
+  /** Offsets already audited (see {@link PipelineOptions.audited}); null until known. */
+  audited: Promise<Set<string>> | null;
 }
 
 /** Status of one partition, for `/status` and the dashboard. */
@@ -85,6 +112,15 @@ export class Pipeline {
   private lags = new Map<string, number>();
   private failure?: Error;
   private failureListeners = new Set<(e: Error) => void>();
+  private watchdogTimer?: ReturnType<typeof setInterval>;
+  private lastProgress = performance.now();
+  private stalled: string | null = null;
+  private closing?: Promise<void>;
+  private scanAbort = new AbortController();
+  /** Records finished since start (progress). */
+  finished = 0;
+  /** Records skipped because their outcome was already audited. */
+  skipped = 0;
 
   /** True once the consumer received its first assignment. */
   joined = false;
@@ -100,6 +136,42 @@ export class Pipeline {
     });
     const every = this.opts.lagIntervalMs ?? 5000;
     this.lagTimer = setInterval(() => void this.refreshLag(), every);
+    const watchdogMs = this.opts.watchdogMs ?? 60_000;
+    if (watchdogMs > 0) {
+      this.watchdogTimer = setInterval(
+        () => this.checkProgress(watchdogMs),
+        Math.min(5000, Math.max(100, watchdogMs / 4)),
+      );
+    }
+  }
+
+  /** Why the pipeline is stalled (the watchdog fired), or null. */
+  stallReason(): string | null {
+    return this.stalled;
+  }
+
+  private checkProgress(watchdogMs: number): void {
+    if (
+      this.failure || this.draining || this.reasons.size > 0 || this.parts.size === 0 ||
+      this.opts.blocked?.()
+    ) {
+      // Paused, or waiting on a part known to be down: not a silent stall.
+      this.lastProgress = performance.now();
+      return;
+    }
+    const idleMs = performance.now() - this.lastProgress;
+    if (idleMs < watchdogMs) return;
+    const lagging = [...this.parts.values()].filter((r) => (this.lags.get(r.key) ?? 0) > 0);
+    if (lagging.length === 0) {
+      this.lastProgress = performance.now();
+      return;
+    }
+    const lag = lagging.reduce((n, r) => n + (this.lags.get(r.key) ?? 0), 0);
+    this.stalled = `no record finished for ${Math.round(idleMs / 1000)} s with a lag of ${lag} ` +
+      `on ${lagging.length} unpaused partitions (${lagging.map((r) => r.key).join(", ")})`;
+    pipelineStallsTotal.inc();
+    log.error("pipeline stalled; restarting it", { reason: this.stalled });
+    this.fail(new Error(`Pipeline stalled: ${this.stalled}`));
   }
 
   /** Calls `fn` when processing fails for an infrastructure reason (the supervisor restarts). */
@@ -145,7 +217,7 @@ export class Pipeline {
         partition: tp.partition,
         ordering: this.opts.orderingMode ?? "partition",
         maxInflight: this.opts.maxInflight ?? 64,
-        process: this.opts.process,
+        process: (record, signal) => this.processOne(run, record, signal),
         generation,
       });
       worker.on("full", () => actor.send({ type: "PAUSE", reason: "inflight" }));
@@ -161,7 +233,16 @@ export class Pipeline {
         });
         this.fail(e instanceof Error ? e : new Error(String(e)));
       });
-      const run: PartitionRun = { tp, key, actorId, actor, worker, committed: null, batches: 0 };
+      const run: PartitionRun = {
+        tp,
+        key,
+        actorId,
+        actor,
+        worker,
+        committed: null,
+        batches: 0,
+        audited: this.opts.audited ? this.findAudited(tp) : null,
+      };
       this.parts.set(key, run);
       actor.send({ type: "START" });
       if (this.reasons.size > 0 || this.draining) {
@@ -170,6 +251,45 @@ export class Pipeline {
       }
     }
     log.info("assignment", { generation, partitions: [...keep] });
+  }
+
+  /** The audited offsets of `tp`; an empty set (and a warning) when they cannot be read. */
+  private findAudited(tp: TopicPartition): Promise<Set<string>> {
+    const started = performance.now();
+    return this.opts.audited!(tp, this.scanAbort.signal).then((set) => {
+      if (set.size > 0) {
+        log.info("records already audited will not be sent again", {
+          partition: `${tp.topic}:${tp.partition}`,
+          records: set.size,
+          ms: Math.round(performance.now() - started),
+        });
+      }
+      return set;
+    }, (e) => {
+      log.warn("cannot read the audit topic to skip audited records; processing them", {
+        partition: `${tp.topic}:${tp.partition}`,
+        error: e instanceof Error ? e.message : String(e),
+      });
+      return new Set<string>();
+    });
+  }
+
+  /** One record: skipped when already audited, else processed; progress is noted. */
+  private processOne(run: PartitionRun, record: SourceRecord, signal: AbortSignal) {
+    const done = run.audited === null ? null : auditedNow.get(run);
+    let p: Promise<unknown>;
+    if (done?.delete(record.offset)) {
+      this.skipped++;
+      p = this.opts.skip!(record, signal);
+    } else {
+      p = this.opts.process(record, signal);
+    }
+    return p.then((v) => {
+      this.finished++;
+      this.lastProgress = performance.now();
+      if (this.stalled) this.stalled = null;
+      return v;
+    });
   }
 
   private retire(run: PartitionRun, why: string): void {
@@ -193,6 +313,10 @@ export class Pipeline {
     if (this.paused()) {
       this.consumer?.pause([run.tp]);
       return;
+    }
+    if (run.audited && !auditedNow.has(run)) {
+      auditedNow.set(run, await run.audited);
+      if (batch.isStale() || !this.parts.has(key)) return;
     }
     run.batches++;
     const heartbeatMs = this.opts.heartbeatMs ?? 1000;
@@ -261,13 +385,31 @@ export class Pipeline {
     const next = run.worker.committableOffset();
     if (next === null || next === run.committed) return;
     batch.resolve(next);
-    if (await batch.commit(next)) run.committed = next;
+    // A commit can hang rather than fail (a broker that went away without
+    // closing its connections): bound it, so the batch and then the child end.
+    const ms = this.opts.commitTimeoutMs ?? 10_000;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`Offset commit did not answer in ${ms} ms`)),
+        ms,
+      );
+    });
+    try {
+      if (await Promise.race([batch.commit(next), late])) run.committed = next;
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   private fail(e: Error): void {
     if (this.failure) return;
     this.failure = e;
     log.error("record processing failed for an infrastructure reason", { error: e.message });
+    // Abort what runs (not committed: consumed again), so batches end and the
+    // child can be restarted without waiting on a broker that does not answer.
+    this.scanAbort.abort();
+    for (const run of this.parts.values()) void run.worker.drain(0);
     for (const fn of this.failureListeners) fn(e);
   }
 
@@ -323,17 +465,31 @@ export class Pipeline {
     return left;
   }
 
-  /** Shutdown phase `close_consumer`: stops fetching and leaves the group. */
-  async close(): Promise<void> {
+  /**
+   * Shutdown phase `close_consumer`: stops fetching and leaves the group.
+   * Each step is bounded by `closeTimeoutMs`: a broker that does not answer
+   * cannot hold the close (what was not committed is consumed again).
+   * Idempotent.
+   */
+  close(): Promise<void> {
+    this.closing ??= this.closeOnce();
+    return this.closing;
+  }
+
+  private async closeOnce(): Promise<void> {
     clearInterval(this.lagTimer);
+    clearInterval(this.watchdogTimer);
     this.draining = true;
-    // Let the batches commit what finished (bounded by the phase deadline).
-    await Promise.allSettled([...this.active]);
+    this.scanAbort.abort();
+    const ms = this.opts.closeTimeoutMs ?? 10_000;
+    // Let the batches commit what finished (bounded).
+    await bounded(Promise.allSettled([...this.active]), ms, "running batches");
     if (this.consumer) {
-      await this.consumer.stop().catch((e) =>
+      const c = this.consumer;
+      await bounded(c.stop(), ms, "consumer stop").catch((e) =>
         log.warn("consumer stop failed", { error: String(e) })
       );
-      await this.consumer.disconnect().catch((e) =>
+      await bounded(c.disconnect(), ms, "consumer disconnect").catch((e) =>
         log.warn("consumer disconnect failed", { error: String(e) })
       );
     }
@@ -374,6 +530,25 @@ export class Pipeline {
     } catch (e) {
       log.debug("lag refresh failed", { error: e instanceof Error ? e.message : String(e) });
     }
+  }
+}
+
+/** Audited offsets per partition run, once the scan answered (consumed as records pass). */
+const auditedNow = new WeakMap<PartitionRun, Set<string>>();
+
+/** Waits for `p` at most `ms`; rejects naming `what` when it took longer. */
+async function bounded<T>(p: Promise<T>, ms: number, what: string): Promise<T | undefined> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => {
+      log.warn(`${what} did not end in ${ms} ms; going on`);
+      resolve(undefined);
+    }, ms);
+  });
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

@@ -103,6 +103,15 @@ export interface Processor {
    * @throws only `signal.reason`, when `signal` aborts before the record is finished.
    */
   process(record: SourceRecord, signal?: AbortSignal): Promise<Outcome>;
+  /**
+   * Finishes a record whose outcome is already in the audit topic (an
+   * instance died after auditing it, before committing it): nothing is sent
+   * upstream; a `record.skipped_duplicate` audit event is written (durably,
+   * retried like any audit append).
+   *
+   * @throws only `signal.reason`, when `signal` aborts first.
+   */
+  skipAudited(record: SourceRecord, signal?: AbortSignal): Promise<void>;
 }
 
 function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> {
@@ -365,5 +374,41 @@ export function createProcessor(deps: ProcessorDeps): Processor {
     return outcome;
   }
 
-  return { process };
+  async function skipAudited(record: SourceRecord, signal?: AbortSignal): Promise<void> {
+    const env = parseEnvelope(record, { maxBytes });
+    const ids = env.ok
+      ? {
+        traceId: env.envelope.trace_id,
+        requestId: env.envelope.request_id,
+        idempotencyKey: env.envelope.idempotency_key,
+      }
+      : { traceId: env.traceId, requestId: env.requestId, idempotencyKey: env.idempotencyKey };
+    const event: AuditEvent = {
+      event_version: AUDIT_EVENT_VERSION,
+      event_type: `${eventPrefix}record.skipped_duplicate`,
+      timestamp: new Date().toISOString(),
+      trace_id: ids.traceId,
+      request_id: ids.requestId,
+      idempotency_key: ids.idempotencyKey,
+      topic: record.topic,
+      partition: record.partition,
+      offset: record.offset,
+      upstream: { host: null, status_code: null, latency_ms: null },
+      resilience: {
+        retry_count: 0,
+        timeout_count: 0,
+        timeout_type: null,
+        circuit_state: deps.breaker?.state ?? "closed",
+      },
+      result: {
+        outcome: "skipped_duplicate",
+        error_code: null,
+        error_message: "Outcome already in the audit topic (audited before a crash or rebalance)",
+      },
+    };
+    await durably("Audit append", () => deps.audit.append(event), record, signal);
+    requestsTotal.inc({ outcome: "skipped_duplicate" });
+  }
+
+  return { process, skipAudited };
 }

@@ -178,7 +178,7 @@ export interface ReplayManagerOptions {
   /** The audit trail (skipped duplicates are audited here; the processor audits the rest). */
   audit: { append(event: AuditEvent): Promise<void> };
   /** Creates the processor of one replay: the live deps plus `replay`. */
-  processor(replay: { replay_id: string; source: ReplaySource }): Processor;
+  processor(replay: { replay_id: string; source: ReplaySource }): Pick<Processor, "process">;
   /** The shared breaker: the replay pauses while it is open. Default none. */
   breaker?: {
     readonly state: string;
@@ -563,7 +563,7 @@ export class ReplayManager {
     r: Replay,
     lane: (signal: AbortSignal) => AsyncIterable<SourceRecord[]>,
     plan: ReplayPlan,
-    processor: Processor,
+    processor: Pick<Processor, "process">,
     bucket: TokenBucket,
     deliveredHere: Set<string>,
   ): Promise<void> {

@@ -102,6 +102,8 @@ export interface LogAdmin {
   highWatermarks(topic: string): Promise<PartitionOffset[]>;
   /** Committed offsets of a group, per partition (`-1` when none). */
   committed(groupId: string, topic: string): Promise<PartitionOffset[]>;
+  /** The topic's time retention (ms; -1 = unlimited), or null when the log has none (embedded). */
+  retentionMs?(topic: string): Promise<number | null>;
   disconnect(): Promise<void>;
 }
 

@@ -311,12 +311,41 @@ export const CONFIG_SCHEMA = [
     doc: "Upload a batch when its oldest event is this old (ms)",
   },
   {
-    key: "auditSpoolBudgetBytes",
-    env: "SLUICE_AUDIT_SPOOL_BUDGET_BYTES",
+    key: "auditTopic",
+    env: "SLUICE_AUDIT_TOPIC",
+    type: "string",
+    default: undefined,
+    doc:
+      "Audit topic (created at start when missing); unset = `<group id>-audit`. Offsets commit only after their audit events are acknowledged here",
+  },
+  {
+    key: "auditMinRetentionHours",
+    env: "SLUICE_AUDIT_MIN_RETENTION_HOURS",
     type: "int",
-    default: 1024 * MiB,
-    min: 1024,
-    doc: "Local spool disk budget; past it consumption pauses (backpressure)",
+    default: 24,
+    min: 1,
+    max: 87600,
+    doc:
+      "Warn at start when the audit topic keeps events for less than this (hours): the longest RGW outage it rides out",
+  },
+  {
+    key: "auditDedupeLookbackMs",
+    env: "SLUICE_AUDIT_DEDUPE_LOOKBACK_MS",
+    type: "int",
+    default: 600000,
+    min: 0,
+    max: 86400000,
+    doc:
+      "On assignment, how far back the audit topic is read to skip records already audited but not committed (ms)",
+  },
+  {
+    key: "auditDedupeTailEvents",
+    env: "SLUICE_AUDIT_DEDUPE_TAIL_EVENTS",
+    type: "int",
+    default: 20000,
+    min: 0,
+    max: 10000000,
+    doc: "On assignment, read at least this many of the last events of the audit partition",
   },
   // Storage and HTTP
   {
@@ -324,7 +353,7 @@ export const CONFIG_SCHEMA = [
     env: "SLUICE_DATA_DIR",
     type: "string",
     default: "./data",
-    doc: "Spool, idempotency store (Deno KV) and local audit store",
+    doc: "Embedded log (local mode), idempotency store (Deno KV) and local audit store",
   },
   {
     key: "httpPort",
@@ -350,6 +379,25 @@ export const CONFIG_SCHEMA = [
     doc: "Bearer token for /control and /dlq; unset = those routes answer loopback only",
   },
   {
+    key: "commitTimeoutMs",
+    env: "SLUICE_COMMIT_TIMEOUT_MS",
+    type: "int",
+    default: 10000,
+    min: 100,
+    max: 600000,
+    doc: "An offset commit that does not answer within this time counts as failed (ms)",
+  },
+  {
+    key: "watchdogMs",
+    env: "SLUICE_WATCHDOG_MS",
+    type: "int",
+    default: 60000,
+    min: 0,
+    max: 3600000,
+    doc:
+      "Progress watchdog: no record finished for this long with lag > 0 and nothing paused → not ready, pipeline restarted (ms; 0 = off)",
+  },
+  {
     key: "shutdownDrainMs",
     env: "SLUICE_SHUTDOWN_DRAIN_MS",
     type: "int",
@@ -371,7 +419,7 @@ export const CONFIG_SCHEMA = [
     type: "int",
     default: 10000,
     min: 1,
-    doc: "Shutdown: deadline to flush the audit spool to the store (ms)",
+    doc: "Shutdown: deadline to upload what waits in the audit topic (ms)",
   },
   // Logging
   {

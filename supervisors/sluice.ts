@@ -4,7 +4,8 @@
  * ```
  * sluice (rest_for_one, 5 restarts / 60 s)
  * ├── http             Hono on Deno.serve: health, metrics, WS, control, inspector
- * ├── audit            audit batcher: spool → S3 / RGW (or ./data/audit)
+ * ├── audit            audit writer (→ audit topic, before every commit) + audit uploader
+ * │                    (audit topic → S3 / RGW or ./data/audit, its own consumer group)
  * ├── resilience       rate limiter + circuit breaker + upstream client
  * ├── idempotency      delivered idempotency keys (Deno KV, ${dataDir}/idempotency.kv)
  * ├── pipeline         consumer group → one partition actor per assigned partition
@@ -23,7 +24,8 @@
  * 2. `mark_not_ready`: `/health/ready` answers 503;
  * 3. `drain`: no new record starts; in-flight records finish, offsets commit;
  * 4. `close_consumer`: the consumer leaves the group, producers close;
- * 5. `flush_audit`: the spool is uploaded (bounded);
+ * 5. `flush_audit`: what waits in the audit topic is uploaded (bounded; what
+ *    is left stays in the topic, where any instance uploads it);
  * 6. `stop_http`: the HTTP server stops; the tree stops.
  *
  * @module
@@ -31,7 +33,13 @@
 import { hostname } from "node:os";
 import denoJson from "../deno.json" with { type: "json" };
 import { type AuditStore, FsAuditStore, S3AuditStore } from "../actors/audit/store.ts";
-import { type AuditTrail, createAuditTrail } from "../actors/audit/trail.ts";
+import { AuditUploader } from "../actors/audit/uploader.ts";
+import {
+  type AuditWriter,
+  AuditWriter as Writer,
+  ensureAuditTopic,
+  scanAudited,
+} from "../actors/audit/writer.ts";
 import { type CircuitBreaker, createCircuitBreaker } from "../actors/circuit_breaker.ts";
 import { toDeadLetterMessage } from "../actors/dead_letter.ts";
 import { DeadLetterStore } from "../actors/dlq.ts";
@@ -52,7 +60,7 @@ import { createApp } from "../http/app.ts";
 import type { AppDeps, ReadyCheck, StatusSummary } from "../http/deps.ts";
 import { HttpError } from "../http/errors.ts";
 import { type RunningServer, serveApp } from "../http/server.ts";
-import type { Config } from "./config.ts";
+import { type Config, ConfigError } from "./config.ts";
 import { canonicalPhases, runShutdown, type ShutdownReport, ShutdownStatus } from "./shutdown.ts";
 import { exitCodeFor, installSignalHandlers } from "./signals.ts";
 import {
@@ -102,6 +110,22 @@ function handle(
   };
 }
 
+/**
+ * Test hook: with `SLUICE_TEST_KILL_AFTER_PUT=N`, the process kills itself
+ * (SIGKILL) right after its N-th audit upload and before the commit of its
+ * audit-topic offsets, the worst moment for an uploader to die.
+ */
+function testHookAfterPut(): ((key: string) => void) | undefined {
+  const n = Number(Deno.env.get("SLUICE_TEST_KILL_AFTER_PUT") ?? "0");
+  if (!Number.isInteger(n) || n <= 0) return undefined;
+  let puts = 0;
+  return (key) => {
+    if (++puts < n) return;
+    log.warn("test hook: killing this process after an audit upload, before its commit", { key });
+    Deno.kill(Deno.pid, "SIGKILL");
+  };
+}
+
 /** Starts every part of sluice under its supervisor. */
 export async function startSluice(config: Config, opts: StartOptions = {}): Promise<Sluice> {
   const started = Date.now();
@@ -144,7 +168,13 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
   };
 
   // Live instances, replaced when the supervisor restarts a child.
-  let audit: AuditTrail | undefined;
+  let audit: AuditWriter | undefined;
+  let uploader: AuditUploader | undefined;
+  let auditPartitions = 1;
+  const auditTopic = config.auditTopic ?? `${config.groupId}-audit`;
+  /** Set when the progress watchdog fired; cleared once a record finishes again. */
+  let stalled: string | null = null;
+  let stalledBy: Pipeline | undefined;
   let limiter: RateLimiter | undefined;
   let breaker: CircuitBreaker | undefined;
   let upstream: UpstreamClient | undefined;
@@ -189,16 +219,19 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
   if (!kafkaOk) kafkaDetail = `${parts.log} does not answer`;
 
   const ready = (): ReturnType<AppDeps["ready"]> => {
+    if (stalled && pipeline && pipeline !== stalledBy && pipeline.finished > 0) stalled = null;
     const checks: Record<string, ReadyCheck> = {
       kafka: kafkaOk ? { ok: true, detail: parts.log } : { ok: false, detail: kafkaDetail },
-      s3: audit
+      s3: uploader
         ? (() => {
-          const r = audit.ready();
+          const r = uploader.ready();
           return r.ready ? { ok: true, detail: parts.audit } : { ok: false, detail: r.reason };
         })()
-        : { ok: false, detail: "audit trail not started" },
+        : { ok: false, detail: "audit uploader not started" },
       metrics: { ok: true },
-      pipeline: pipeline?.joined
+      pipeline: stalled
+        ? { ok: false, detail: `stalled, restarting: ${stalled}` }
+        : pipeline?.joined
         ? { ok: true }
         : { ok: false, detail: "consumer has not joined its group yet" },
       shutting_down: shuttingDown ? { ok: false, detail: shutdownStatus.describe() } : { ok: true },
@@ -220,7 +253,9 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
     circuit: breaker?.state,
     pause_reasons: pipeline?.pauseReasons() ?? [],
     partitions: pipeline?.status().map((p) => ({ ...p, lag: p.lag })) ?? [],
-    audit: audit?.status(),
+    audit: uploader
+      ? { ...uploader.status(), topic: auditTopic, writer: audit?.status() }
+      : undefined,
     load: load?.stats(),
     upstream_sim: sim?.behaviour(),
     shutdown: shutdownStatus.describe(),
@@ -292,32 +327,66 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
     },
     {
       id: "audit",
-      shutdownMs: config.shutdownFlushMs + 1000,
+      shutdownMs: config.shutdownFlushMs + config.shutdownCommitMs + 1000,
       start: async (ctx) => {
-        const trail = createAuditTrail({
-          dir: `${config.dataDir}/spool`,
+        const admin = await logClient.admin();
+        if (logClient.kind === "embedded") {
+          await admin.ensureTopics(
+            config.topics.map((topic) => ({ topic, partitions: config.embeddedPartitions })),
+          );
+        }
+        try {
+          auditPartitions = await ensureAuditTopic(admin, {
+            topic: auditTopic,
+            sources: config.topics,
+          });
+        } catch (e) {
+          throw new ConfigError([
+            `SLUICE_AUDIT_TOPIC=${JSON.stringify(auditTopic)}: ${
+              e instanceof Error ? e.message : String(e)
+            } (check the ACLs and the cluster's default replication factor)`,
+          ]);
+        }
+        const retention = await admin.retentionMs?.(auditTopic).catch(() => null) ?? null;
+        const minMs = config.auditMinRetentionHours * 3_600_000;
+        if (retention !== null && retention >= 0 && retention < minMs) {
+          log.warn("the audit topic keeps events for less than SLUICE_AUDIT_MIN_RETENTION_HOURS", {
+            topic: auditTopic,
+            retention_hours: Math.round(retention / 36_000) / 100,
+            min_hours: config.auditMinRetentionHours,
+            risk: "an audit store outage longer than the retention loses audit events",
+          });
+        }
+        const producer = await logClient.producer();
+        const w = new Writer(producer, { topic: auditTopic, partitions: auditPartitions });
+        const u = new AuditUploader({
+          log: logClient,
+          topic: auditTopic,
+          groupId: `${config.groupId}-audit-uploader`,
           store,
           prefix: config.auditPrefix,
           batchEvents: config.auditBatchEvents,
           batchBytes: config.auditBatchBytes,
           batchAgeMs: config.auditBatchAgeMs,
-          spoolBudgetBytes: config.auditSpoolBudgetBytes,
           parentId: ctx.parentId,
+          afterPut: testHookAfterPut(),
         });
-        const recovery = await trail.start();
-        audit = trail;
-        const off = trail.onBackpressure((on) =>
-          on ? pipeline?.pause("backpressure") : pipeline?.resume("backpressure")
-        );
-        log.info("audit trail started", { store: parts.audit, recovered: recovery });
+        await u.start();
+        audit = w;
+        uploader = u;
+        log.info("audit started", {
+          topic: auditTopic,
+          partitions: auditPartitions,
+          store: parts.audit,
+        });
         return handle(
           async () => {
-            off();
-            await trail.flush(config.shutdownFlushMs);
-            await trail.stop();
+            w.close();
+            await u.stop();
+            await producer.disconnect().catch(() => {});
           },
           undefined,
-          () => ({ ...trail.status() }),
+          () => ({ ...u.status(), topic: auditTopic }),
         );
       },
     },
@@ -383,11 +452,6 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
       shutdownMs: config.shutdownDrainMs + config.shutdownCommitMs,
       start: async (ctx) => {
         const admin = await logClient.admin();
-        if (logClient.kind === "embedded") {
-          await admin.ensureTopics(
-            config.topics.map((topic) => ({ topic, partitions: config.embeddedPartitions })),
-          );
-        }
         // Dead-letter topics get as many partitions as their source topic.
         const dlqSpecs = [];
         for (const topic of config.topics) {
@@ -419,9 +483,31 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
           orderingMode: config.orderingMode,
           maxInflight: config.maxInflight,
           parentId: ctx.parentId,
+          audited: async (tp, signal) => {
+            const [c] = (await admin.committed(config.groupId, tp.topic))
+              .filter((o) => o.partition === tp.partition);
+            const from = c && BigInt(c.offset) >= 0n ? c.offset : "0";
+            return scanAudited(logClient, tp, from, {
+              topic: auditTopic,
+              partitions: auditPartitions,
+              lookbackMs: config.auditDedupeLookbackMs,
+              tailEvents: config.auditDedupeTailEvents,
+              signal,
+            });
+          },
+          skip: (record, signal) => processor.skipAudited(record, signal),
+          commitTimeoutMs: config.commitTimeoutMs,
+          closeTimeoutMs: config.shutdownCommitMs,
+          watchdogMs: config.watchdogMs === 0
+            ? 0
+            : Math.max(config.watchdogMs, config.globalTimeoutMs + 5000),
+          blocked: () => (kafkaOk ? null : "kafka"),
         });
         pipeline = pl;
-        if (audit?.status().backpressure) pl.pause("backpressure");
+        pl.onFailure(() => {
+          const why = pl.stallReason();
+          if (why) [stalled, stalledBy] = [why, pl];
+        });
         if (breaker?.state === "open" && breaker.policy === "pause") pl.pause("circuit");
         await pl.start();
         return handle(async () => {
@@ -576,11 +662,15 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
       flush_audit: {
         deadlineMs: config.shutdownFlushMs,
         run: async () => {
-          if (!audit) return;
-          const r = await audit.flush(config.shutdownFlushMs);
+          if (!uploader) return;
+          const r = await uploader.flush(config.shutdownFlushMs);
           if (r.remaining > 0) {
-            throw new Error(
-              `${r.remaining} audit events not uploaded; they stay in the spool and go first at next start`,
+            log.warn(
+              "audit events not uploaded at the flush deadline; they stay in the audit topic",
+              {
+                remaining: r.remaining,
+                topic: auditTopic,
+              },
             );
           }
         },

@@ -105,7 +105,9 @@ interface Fixture {
   replays: ReplayManager;
   breakerListeners: Set<(to: string) => void>;
   breaker: { state: string; onStateChange(l: (to: string) => void): () => void };
-  processor: (replay: { replay_id: string; source: "window" | "dlq" }) => Processor;
+  processor: (
+    replay: { replay_id: string; source: "window" | "dlq" },
+  ) => Pick<Processor, "process">;
   close(): Promise<void>;
 }
 
@@ -136,7 +138,9 @@ async function fixture(count: number, topic = "orders"): Promise<Fixture> {
       return () => breakerListeners.delete(l);
     },
   };
-  const processor = (replay: { replay_id: string; source: "window" | "dlq" }): Processor => ({
+  const processor = (
+    replay: { replay_id: string; source: "window" | "dlq" },
+  ): Pick<Processor, "process"> => ({
     async process(record, signal) {
       if (behave.delayMs) {
         await new Promise<void>((res, rej) => {
