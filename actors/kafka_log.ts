@@ -221,6 +221,9 @@ class KafkaAdmin implements LogAdmin {
   }
 }
 
+/** Groups whose first consumer got the hanging-commit test hook. */
+const hungGroups = new Set<string>();
+
 /** A consumer group member on kafkajs. */
 class KafkaGroupConsumer implements LogConsumer {
   private consumer: Consumer;
@@ -229,7 +232,21 @@ class KafkaGroupConsumer implements LogConsumer {
   private running = false;
   private rebalancing = false;
 
+  /**
+   * Test hook (`SLUICE_TEST_HANG_COMMITS=<group id>`): the first consumer of
+   * that group in this process never gets an answer to its commits, like a
+   * coordinator that keeps the connection open and stops answering. Tests use
+   * it to prove that a hanging commit is bounded and the watchdog recovers.
+   */
+  private hangCommits = false;
+
   constructor(kafka: Kafka, private readonly groupId: string, opts: KafkaLogOptions) {
+    const hang = Deno.env.get("SLUICE_TEST_HANG_COMMITS");
+    if (hang && hang === groupId && !hungGroups.has(groupId)) {
+      hungGroups.add(groupId);
+      this.hangCommits = true;
+      log.warn("test hook: this consumer's commits will never be answered", { group: groupId });
+    }
     const sessionTimeout = opts.sessionTimeoutMs ?? 30_000;
     this.consumer = kafka.consumer({
       groupId,
@@ -322,6 +339,7 @@ class KafkaGroupConsumer implements LogConsumer {
       },
       commit: async (nextOffset) => {
         if (isStale()) return false;
+        if (this.hangCommits) return await new Promise<boolean>(() => {});
         p.resolveOffset((BigInt(nextOffset) - 1n).toString());
         try {
           await p.commitOffsetsIfNecessary({

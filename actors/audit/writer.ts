@@ -57,6 +57,8 @@ interface Pending {
   value: string;
   outcome: string;
   bytes: number;
+  /** Already in its smallest form (a size refusal does not trim it again). */
+  minimal?: boolean;
   resolve: () => void;
   reject: (e: unknown) => void;
 }
@@ -98,19 +100,37 @@ export function encodeAuditEvent(event: AuditEvent, max: number): string {
     text = JSON.stringify(trimmed);
     if (encoder.encode(text).byteLength <= max) return text;
   }
-  // Only oversized identifiers are left (a hostile idempotency key or trace id).
-  const minimal = {
-    ...event,
-    idempotency_key: event.idempotency_key.slice(0, 256),
-    trace_id: event.trace_id?.slice(0, 64) ?? null,
-    request_id: event.request_id?.slice(0, 256) ?? null,
+  return minimalAuditEvent(event);
+}
+
+/**
+ * The smallest form of an audit event, for a log whose message size limit
+ * refused the full one: position, outcome and reason, with identifiers cut to
+ * 64 characters, the upstream and resilience details left out, and
+ * `trimmed: true`.
+ */
+export function minimalAuditEvent(event: AuditEvent): string {
+  const cut = (v: string | null) => (v !== null && v.length > 64 ? `${v.slice(0, 64)}…` : v);
+  return JSON.stringify({
+    event_version: event.event_version,
+    event_type: event.event_type,
+    timestamp: event.timestamp,
+    trace_id: cut(event.trace_id),
+    request_id: cut(event.request_id),
+    idempotency_key: cut(event.idempotency_key),
+    topic: event.topic,
+    partition: event.partition,
+    offset: event.offset,
     result: {
-      ...event.result,
-      error_message: "(error message dropped: audit event over its size limit)",
+      outcome: event.result.outcome,
+      error_code: event.result.error_code,
+      error_message: event.result.error_message === null
+        ? null
+        : "(dropped: audit event over the log's message size limit)",
     },
+    ...(event.replay ? { replay: event.replay } : {}),
     trimmed: true,
-  };
-  return JSON.stringify(minimal);
+  });
 }
 
 /** Produces audit events to the audit topic with group commit. */
@@ -199,14 +219,15 @@ export class AuditWriter {
         await this.#send(chunk.slice(half));
         return;
       }
-      if (isTooLarge(e) && chunk.length === 1 && !chunk[0].value.includes('"trimmed":true')) {
+      if (isTooLarge(e) && chunk.length === 1 && !chunk[0].minimal) {
         const p = chunk[0];
         log.warn("audit event refused for its size by the log; trimming it", {
           key: p.key,
           bytes: p.bytes,
         });
-        p.value = encodeAuditEvent(JSON.parse(p.value), 2048);
+        p.value = minimalAuditEvent(JSON.parse(p.value));
         p.bytes = p.value.length;
+        p.minimal = true;
         await this.#send([p]);
         return;
       }
