@@ -144,7 +144,19 @@ export function createKafkaLog(opts: KafkaLogOptions): LogClient {
       }
     },
     async close() {
-      await Promise.allSettled([...open].map((c) => c.disconnect()));
+      // A client stuck on a broker that does not answer must not hold the exit.
+      await Promise.allSettled([...open].map((c) =>
+        Promise.race([
+          c.disconnect(),
+          new Promise<void>((resolve) => {
+            const t = setTimeout(() => {
+              log.warn("a Kafka client did not disconnect in 5 s; leaving it");
+              resolve();
+            }, 5000);
+            Deno.unrefTimer(t);
+          }),
+        ])
+      ));
       open.clear();
       sharedAdmin = undefined;
     },
@@ -219,6 +231,12 @@ class KafkaAdmin implements LogAdmin {
     // The admin client is shared by the LogClient and closed with it.
     return Promise.resolve();
   }
+}
+
+/** True for the heartbeat answers that mean the group is rebalancing. */
+export function rebalanceError(e: unknown): boolean {
+  const type = (e as { type?: unknown })?.type;
+  return type === "REBALANCE_IN_PROGRESS";
 }
 
 /** Groups whose first consumer got the hanging-commit test hook. */
@@ -329,9 +347,16 @@ class KafkaGroupConsumer implements LogConsumer {
         try {
           await p.heartbeat();
         } catch (e) {
-          // A rebalance in progress: drain and commit, then let kafkajs rejoin.
-          this.rebalancing = true;
-          log.debug("heartbeat refused", { error: e instanceof Error ? e.message : String(e) });
+          // Only a rebalance in progress stops admission until the next join
+          // (GROUP_JOIN clears the flag). Any other refusal — the coordinator
+          // moved or restarted (NOT_COORDINATOR), a connection error — is not
+          // followed by a join: flagging it would stop admission for good
+          // while the partitions still show `running` (a silent stall).
+          if (rebalanceError(e)) this.rebalancing = true;
+          log.debug("heartbeat refused", {
+            error: e instanceof Error ? e.message : String(e),
+            rebalance: rebalanceError(e),
+          });
         }
       },
       resolve: (nextOffset) => {

@@ -110,12 +110,14 @@ export class Pipeline {
   private draining = false;
   private lagTimer?: ReturnType<typeof setInterval>;
   private lags = new Map<string, number>();
+  private lagRefresh?: Promise<void>;
   private failure?: Error;
   private failureListeners = new Set<(e: Error) => void>();
   private watchdogTimer?: ReturnType<typeof setInterval>;
   private lastProgress = performance.now();
   private stalled: string | null = null;
   private closing?: Promise<void>;
+  /** Aborted when the pipeline fails or closes: audit scans and pending commits stop waiting. */
   private scanAbort = new AbortController();
   /** Records finished since start (progress). */
   finished = 0;
@@ -395,10 +397,19 @@ export class Pipeline {
         ms,
       );
     });
+    // A failed pipeline does not wait for it either.
+    const gone = this.scanAbort.signal;
+    let onAbort: (() => void) | undefined;
+    const abandoned = new Promise<never>((_, reject) => {
+      onAbort = () => reject(new Error("Offset commit abandoned: the pipeline failed or closed"));
+      if (gone.aborted) onAbort();
+      else gone.addEventListener("abort", onAbort, { once: true });
+    });
     try {
-      if (await Promise.race([batch.commit(next), late])) run.committed = next;
+      if (await Promise.race([batch.commit(next), late, abandoned])) run.committed = next;
     } finally {
       clearTimeout(timer);
+      gone.removeEventListener("abort", onAbort!);
     }
   }
 
@@ -480,10 +491,10 @@ export class Pipeline {
     clearInterval(this.lagTimer);
     clearInterval(this.watchdogTimer);
     this.draining = true;
-    this.scanAbort.abort();
     const ms = this.opts.closeTimeoutMs ?? 10_000;
-    // Let the batches commit what finished (bounded).
+    // Let the batches commit what finished (bounded), then stop waiting on anything.
     await bounded(Promise.allSettled([...this.active]), ms, "running batches");
+    this.scanAbort.abort();
     if (this.consumer) {
       const c = this.consumer;
       await bounded(c.stop(), ms, "consumer stop").catch((e) =>
@@ -508,7 +519,13 @@ export class Pipeline {
     }));
   }
 
-  private async refreshLag(): Promise<void> {
+  private refreshLag(): Promise<void> {
+    // One refresh at a time: while the broker is away they would pile up.
+    this.lagRefresh ??= this.refreshLagOnce().finally(() => (this.lagRefresh = undefined));
+    return this.lagRefresh;
+  }
+
+  private async refreshLagOnce(): Promise<void> {
     if (this.parts.size === 0) return;
     try {
       const admin = await this.opts.log.admin();

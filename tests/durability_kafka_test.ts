@@ -65,6 +65,27 @@ function mixedMessages(topic: string, from: number, count: number, every: number
   return { messages, malformed };
 }
 
+/** Asserts a graceful exit (0); otherwise fails with the shutdown and error lines of the output. */
+async function assertCleanExit(p: SluiceProcess): Promise<void> {
+  const code = (await p.status).code;
+  const lines = p.output().split("\n").filter((l) => /shutdown|phase|ERROR|WARN/.test(l));
+  assert.equal(code, 0, `graceful exit; last lines:\n${lines.slice(-40).join("\n")}`);
+}
+
+/** Runs `fn`; when it throws, adds the last `n` lines of sluice's output to the error. */
+async function withOutput<T>(p: SluiceProcess, n: number, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    const dump = Deno.env.get("SLUICE_TEST_DUMP_DIR");
+    if (dump) await Deno.writeTextFile(`${dump}/sluice-${p.port}.log`, p.output());
+    const tail = p.output().split("\n")
+      .filter((l) => !/^\s+at |ECONNREFUSED/.test(l))
+      .slice(-n).map((l) => l.slice(0, 400)).join("\n");
+    throw new Error(`${e instanceof Error ? e.message : e}\n--- sluice output ---\n${tail}`);
+  }
+}
+
 /** Sum of `queue_depth` (records admitted and not finished) of a running instance. */
 async function admitted(p: SluiceProcess): Promise<number> {
   return await p.metric("queue_depth").catch(() => 0);
@@ -252,7 +273,7 @@ Deno.test("RGW stopped for 60 s under load: consumption goes on, nothing lost or
         message: "all committed",
       });
     });
-    assert.equal((await p.status).code, 0);
+    await assertCleanExit(p);
     const positions = allPositions(topic, await highWatermarks(topic));
     const ledger = await waitLedgerComplete(bucket, positions, 60_000);
     assert.deepEqual(ledger.missing, []);
@@ -331,6 +352,7 @@ Deno.test(`broker stopped ~20 s at 300 records/s and restarted, ${BROKER_REPS} t
       env: sluiceEnv(topic, group, bucket, stub, {
         SLUICE_ORDERING: "key",
         SLUICE_RATE_LIMIT: "300",
+        SLUICE_LOG_LEVEL: Deno.env.get("SLUICE_TEST_DUMP_DIR") ? "debug" : "info",
       }),
     });
     const resumes: number[] = [];
@@ -350,13 +372,12 @@ Deno.test(`broker stopped ~20 s at 300 records/s and restarted, ${BROKER_REPS} t
         await startKafka();
         const up = Date.now();
         const atUp = stub.delivered.size;
-        await waitFor(() => stub.delivered.size > atUp + 100, {
-          timeoutMs: 30_000,
-          intervalMs: 250,
-          message: `consumption to resume within 30 s of the broker's return (stop ${
-            rep + 1
-          }, ${signal})`,
-        });
+        await withOutput(p, 150, () =>
+          waitFor(() => stub.delivered.size > atUp + 100, {
+            timeoutMs: 30_000,
+            intervalMs: 250,
+            message: `consumption to resume after stop ${rep + 1} (${signal})`,
+          }));
         resumes.push(Date.now() - up);
         console.log(
           `stop ${rep + 1} (${signal}): broker away ${up - down} ms, consumption resumed ` +
@@ -369,7 +390,7 @@ Deno.test(`broker stopped ~20 s at 300 records/s and restarted, ${BROKER_REPS} t
         message: "everything committed",
       });
     });
-    assert.equal((await p.status).code, 0);
+    await assertCleanExit(p);
     const positions = allPositions(topic, await highWatermarks(topic));
     assert.equal(positions.length, total);
     const ledger = await waitLedgerComplete(bucket, positions, 60_000);
@@ -432,7 +453,7 @@ Deno.test("a commit that hangs: the watchdog marks the pipeline not ready, resta
       });
       assert.match(p.output(), /pipeline stalled; restarting it/);
     });
-    assert.equal((await p.status).code, 0);
+    await assertCleanExit(p);
     const positions = allPositions(topic, await highWatermarks(topic));
     const ledger = await waitLedgerComplete(bucket, positions, 60_000);
     assert.deepEqual(ledger.missing, []);

@@ -175,6 +175,7 @@ export class AuditUploader {
   #started = false;
   #stopped = false;
   #active = new Set<Promise<void>>();
+  #refreshing?: Promise<void>;
 
   constructor(opts: AuditUploaderOptions) {
     this.#o = {
@@ -357,6 +358,13 @@ export class AuditUploader {
   }
 
   async #refreshGauges(): Promise<void> {
+    // One refresh at a time: while the broker is away they would pile up.
+    if (this.#refreshing) return await this.#refreshing;
+    this.#refreshing = this.#refreshOnce().finally(() => (this.#refreshing = undefined));
+    return await this.#refreshing;
+  }
+
+  async #refreshOnce(): Promise<void> {
     try {
       const admin = await this.#o.log.admin();
       const [high, committed] = await Promise.all([

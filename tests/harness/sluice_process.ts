@@ -33,6 +33,9 @@ export interface SluiceProcessOptions {
   waitReady?: boolean;
 }
 
+/** How much of a process's output is kept (the tail); `SLUICE_TEST_OUTPUT_BYTES`, default 200 kB. */
+const OUTPUT_BYTES = Number(Deno.env.get("SLUICE_TEST_OUTPUT_BYTES") ?? "200000");
+
 /** Starts sluice with `env` (plus a free port and a data directory). */
 export async function startSluiceProcess(opts: SluiceProcessOptions): Promise<SluiceProcess> {
   const port = freePort();
@@ -54,7 +57,7 @@ export async function startSluiceProcess(opts: SluiceProcessOptions): Promise<Sl
   const decoder = new TextDecoder();
   const pump = async (s: ReadableStream<Uint8Array>) => {
     for await (const chunk of s) {
-      out = (out + decoder.decode(chunk, { stream: true })).slice(-200_000);
+      out = (out + decoder.decode(chunk, { stream: true })).slice(-OUTPUT_BYTES);
     }
   };
   const pumps = Promise.all([pump(child.stdout), pump(child.stderr)]);
