@@ -175,6 +175,8 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
   /** Set when the progress watchdog fired; cleared once a record finishes again. */
   let stalled: string | null = null;
   let stalledBy: Pipeline | undefined;
+  let lastStall: { at: string; reason: string } | null = null;
+  let stallCount = 0;
   let limiter: RateLimiter | undefined;
   let breaker: CircuitBreaker | undefined;
   let upstream: UpstreamClient | undefined;
@@ -252,6 +254,7 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
     rate: limiter ? { rate: limiter.status().rate, burst: limiter.status().burst } : undefined,
     circuit: breaker?.state,
     pause_reasons: pipeline?.pauseReasons() ?? [],
+    watchdog: { stalled: stalled !== null, stalls: stallCount, last_stall: lastStall },
     partitions: pipeline?.status().map((p) => ({ ...p, lag: p.lag })) ?? [],
     audit: uploader
       ? { ...uploader.status(), topic: auditTopic, writer: audit?.status() }
@@ -506,7 +509,11 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
         pipeline = pl;
         pl.onFailure(() => {
           const why = pl.stallReason();
-          if (why) [stalled, stalledBy] = [why, pl];
+          if (why) {
+            [stalled, stalledBy] = [why, pl];
+            lastStall = { at: new Date().toISOString(), reason: why };
+            stallCount++;
+          }
         });
         if (breaker?.state === "open" && breaker.policy === "pause") pl.pause("circuit");
         await pl.start();

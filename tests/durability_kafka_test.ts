@@ -436,7 +436,8 @@ Deno.test("a commit that hangs: the watchdog marks the pipeline not ready, resta
         return /stalled/.test(detail);
       }, {
         timeoutMs: 60_000,
-        intervalMs: 250,
+        // Not ready from the stall until the restarted pipeline finishes a record: short.
+        intervalMs: 20,
         message: "/health/ready 503 naming a stalled pipeline",
       });
       console.log(`ready said: ${detail}`);
@@ -452,6 +453,11 @@ Deno.test("a commit that hangs: the watchdog marks the pipeline not ready, resta
         message: "ready again",
       });
       assert.match(p.output(), /pipeline stalled; restarting it/);
+      const st = await p.json("/status") as {
+        watchdog: { stalls: number; last_stall: { reason: string } };
+      };
+      assert.ok(st.watchdog.stalls >= 1);
+      assert.match(st.watchdog.last_stall.reason, /no record finished/);
     });
     await assertCleanExit(p);
     const positions = allPositions(topic, await highWatermarks(topic));
