@@ -2,18 +2,13 @@
  * Where audit batches go: the {@link AuditStore} interface, with
  * {@link S3AuditStore} (S3 or Ceph RGW, path-style addressing) and
  * {@link FsAuditStore} (the same keys as files under a directory, for local
- * mode). Also the object key rule ({@link objectKey}) and the gzip JSON
+ * mode). Also the hour prefix of object keys ({@link hourPrefix}) and the gzip JSON
  * Lines encoding of a batch ({@link encodeBatch}, {@link decodeBatch}).
  *
- * Object keys (shared/DESIGN.md §3):
- * `{prefix}/{yyyy}/{mm}/{dd}/{hh}/{topic}-{partition}-{firstOffset}-{lastOffset}.{segmentId}.jsonl.gz`.
- * A sealed spool segment becomes one object per (topic, partition, UTC hour
- * of the event timestamp), holding that group's events in spool order; the
- * offsets are the group's smallest and largest. The segment id (random, fixed
- * when the segment is created, kept in its file name) is the revision
- * suffix: a retried upload of a segment, also after a restart, writes the same
- * keys and overwrites itself, while two segments covering the same offsets
- * (a replay, a rebalance) never overwrite each other.
+ * Object keys: `{prefix}/{yyyy}/{mm}/{dd}/{hh}/{auditTopic}-{partition}-{first}-{last}.jsonl.gz`
+ * (hour of the audit record, audit-topic partition and offsets, 20 digits):
+ * see `actors/audit/uploader.ts`, which writes them. The audit report lists
+ * them by hour prefix.
  *
  * @module
  */
@@ -263,16 +258,6 @@ export class FsAuditStore implements AuditStore {
   close(): void {}
 }
 
-/** One object to upload: a group of events of one topic, partition and hour. */
-export interface BatchGroup {
-  key: string;
-  topic: string;
-  partition: number;
-  firstOffset: string;
-  lastOffset: string;
-  events: AuditEvent[];
-}
-
 function pad(n: number, width = 2): string {
   return String(n).padStart(width, "0");
 }
@@ -282,73 +267,6 @@ export function hourPrefix(prefix: string, time: Date): string {
   return `${prefix}/${time.getUTCFullYear()}/${pad(time.getUTCMonth() + 1)}/${
     pad(time.getUTCDate())
   }/${pad(time.getUTCHours())}/`;
-}
-
-/**
- * The key of one object (see the module doc):
- * `{prefix}/{yyyy}/{mm}/{dd}/{hh}/{topic}-{partition}-{first}-{last}.{segmentId}.jsonl.gz`.
- * Characters of the topic outside `[A-Za-z0-9._-]` become `_`.
- */
-export function objectKey(
-  prefix: string,
-  hour: Date,
-  topic: string,
-  partition: number,
-  firstOffset: string,
-  lastOffset: string,
-  segmentId: string,
-): string {
-  const safeTopic = topic.replace(/[^A-Za-z0-9._-]/g, "_");
-  return `${
-    hourPrefix(prefix, hour)
-  }${safeTopic}-${partition}-${firstOffset}-${lastOffset}.${segmentId}.jsonl.gz`;
-}
-
-function offsetValue(offset: string): bigint {
-  try {
-    return BigInt(offset);
-  } catch {
-    return -1n;
-  }
-}
-
-/**
- * Splits a segment's events into objects, one per (topic, partition, UTC
- * hour of `timestamp`), keeping spool order inside each. Groups come out
- * sorted by key.
- */
-export function groupSegment(
-  prefix: string,
-  segmentId: string,
-  events: AuditEvent[],
-): BatchGroup[] {
-  const groups = new Map<string, { hour: Date; events: AuditEvent[] }>();
-  for (const e of events) {
-    const t = new Date(e.timestamp);
-    const hour = Number.isNaN(t.getTime()) ? new Date(0) : t;
-    const id = `${e.topic}\u0000${e.partition}\u0000${hourPrefix("", hour)}`;
-    let g = groups.get(id);
-    if (!g) groups.set(id, g = { hour, events: [] });
-    g.events.push(e);
-  }
-  const out: BatchGroup[] = [];
-  for (const g of groups.values()) {
-    let min = g.events[0].offset, max = g.events[0].offset;
-    for (const e of g.events) {
-      if (offsetValue(e.offset) < offsetValue(min)) min = e.offset;
-      if (offsetValue(e.offset) > offsetValue(max)) max = e.offset;
-    }
-    const { topic, partition } = g.events[0];
-    out.push({
-      key: objectKey(prefix, g.hour, topic, partition, min, max, segmentId),
-      topic,
-      partition,
-      firstOffset: min,
-      lastOffset: max,
-      events: g.events,
-    });
-  }
-  return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
 }
 
 /** Encodes events as gzip JSON Lines. */
