@@ -147,7 +147,11 @@ export async function readWindow(
 ): Promise<{ events: AuditEvent[]; objects: number; invalidLines: number }> {
   const prefix = opts.prefix ?? "audit";
   const keys: string[] = [];
-  for (const p of windowPrefixes(prefix, opts.from, opts.to)) keys.push(...await store.list(p));
+  // Objects sit under the hour of their audit record, which can be a moment
+  // after the event's own timestamp: list one hour past the window too (the
+  // events are filtered by their timestamp afterwards).
+  const until = new Date(opts.to.getTime() + HOUR);
+  for (const p of windowPrefixes(prefix, opts.from, until)) keys.push(...await store.list(p));
   const from = opts.from.getTime(), to = opts.to.getTime();
   let invalidLines = 0;
   const parts = await mapLimit(keys, opts.concurrency ?? 8, async (key) => {
