@@ -488,14 +488,18 @@ Deno.test("an audit topic that cannot be created stops the start with exit 2 nam
   }
 });
 
-Deno.test("an audit event over the audit topic's message size limit is trimmed and never blocks its partition", async () => {
+Deno.test("an audit event over the audit topic's message size limit is trimmed and never blocks its partition; a short retention is warned about", async () => {
   // A long topic name and long ids make each audit event ~1.5 kB; the audit
   // topic takes at most 1100 bytes per message.
   const topic = uniqueName("bigaudit").padEnd(200, "x");
   const group = uniqueName("bigaudit-group");
   const bucket = uniqueName("bigaudit-b");
   await createTopic(topic, { partitions: 1 });
-  await createTopic(`${group}-audit`, { partitions: 1, configs: { "max.message.bytes": "1100" } });
+  // One hour of retention: under SLUICE_AUDIT_MIN_RETENTION_HOURS (24), so the start warns.
+  await createTopic(`${group}-audit`, {
+    partitions: 1,
+    configs: { "max.message.bytes": "1100", "retention.ms": "3600000" },
+  });
   const long = (i: number) =>
     JSON.stringify({
       request_id: `r${i}`.padEnd(256, "r"),
@@ -513,6 +517,10 @@ Deno.test("an audit event over the audit topic's message size limit is trimmed a
         message: "all committed",
       });
       assert.match(p.output(), /audit event refused for its size by the log; trimming it/);
+      assert.match(
+        p.output(),
+        /the audit topic keeps events for less than SLUICE_AUDIT_MIN_RETENTION_HOURS.*retention_hours=1 /,
+      );
     });
     const positions = [0, 1, 2].map((o) => `${topic}/0/${o}`);
     const ledger = await waitLedgerComplete(bucket, positions);
