@@ -144,6 +144,15 @@ export const CONFIG_SCHEMA = [
     min: 1,
     doc: "Token bucket size (burst)",
   },
+  {
+    key: "adaptive",
+    env: "SLUICE_ADAPTIVE",
+    type: "enum",
+    choices: ["on", "off"],
+    default: "on",
+    doc:
+      "Flow control that reads the upstream: AIMD rate under `SLUICE_RATE_LIMIT`, latency-based in-flight limit, `Retry-After`, no dead letters in an outage; `off` = fixed rate",
+  },
   // Upstream
   {
     key: "upstreamUrl",

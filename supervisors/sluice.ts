@@ -30,6 +30,7 @@
  */
 import { hostname } from "node:os";
 import denoJson from "../deno.json" with { type: "json" };
+import { type AdaptiveLimiter, createAdaptiveLimiter } from "../actors/adaptive_limiter.ts";
 import { type AuditStore, FsAuditStore, S3AuditStore } from "../actors/audit/store.ts";
 import { type AuditTrail, createAuditTrail } from "../actors/audit/trail.ts";
 import { type CircuitBreaker, createCircuitBreaker } from "../actors/circuit_breaker.ts";
@@ -146,6 +147,7 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
   // Live instances, replaced when the supervisor restarts a child.
   let audit: AuditTrail | undefined;
   let limiter: RateLimiter | undefined;
+  let flow: AdaptiveLimiter | undefined;
   let breaker: CircuitBreaker | undefined;
   let upstream: UpstreamClient | undefined;
   let pipeline: Pipeline | undefined;
@@ -216,7 +218,13 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
     mode: logClient.kind === "embedded" || !config.s3Endpoint || sim ? "local" : "kafka",
     parts,
     uptime_s: Math.round((Date.now() - started) / 1000),
-    rate: limiter ? { rate: limiter.status().rate, burst: limiter.status().burst } : undefined,
+    rate: limiter
+      ? {
+        rate: limiter.status().rate,
+        burst: limiter.status().burst,
+        ...(flow ? flow.status() : { adaptive: false }),
+      }
+      : undefined,
     circuit: breaker?.state,
     pause_reasons: pipeline?.pauseReasons() ?? [],
     partitions: pipeline?.status().map((p) => ({ ...p, lag: p.lag })) ?? [],
@@ -330,6 +338,27 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
           burst: config.rateBurst,
           parentId: ctx.parentId,
         });
+        // SLUICE_ADAPTIVE=on: every upstream call takes a permit from the
+        // adaptive limiter, under the configured rate (the ceiling).
+        const f = config.adaptive === "on"
+          ? createAdaptiveLimiter({
+            ceiling: config.rateLimit,
+            burst: config.rateBurst,
+            judge: {
+              volume: config.breakerVolume,
+              errorPercent: config.breakerErrorPercent,
+              windowMs: config.breakerWindowMs,
+            },
+            id: "adaptive-limiter",
+            parentId: ctx.parentId,
+          })
+          : undefined;
+        const offCeiling = f
+          ? (() => {
+            const sub = l.actor.subscribe((s) => f.setCeiling(s.context.rate, s.context.burst));
+            return () => sub.unsubscribe();
+          })()
+          : () => {};
         const b = createCircuitBreaker({
           policy: config.breakerPolicy,
           errorThresholdPercentage: config.breakerErrorPercent,
@@ -347,8 +376,10 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
           retryBaseMs: config.retryBaseMs,
           retryMaxMs: config.retryMaxMs,
           breaker: b,
+          flow: f,
         });
         limiter = l;
+        flow = f;
         breaker = b;
         upstream = u;
         const off = b.onStateChange((to) => {
@@ -358,7 +389,9 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
         });
         return Promise.resolve(handle(async () => {
           off();
+          offCeiling();
           b.stop();
+          f?.stop();
           l.stop();
           await u.close();
         }));
@@ -400,7 +433,8 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
         const processor = createProcessor({
           upstream: upstream!,
           audit: audit!,
-          rateLimiter: limiter,
+          // With flow control the upstream client paces every call itself.
+          rateLimiter: flow ? undefined : limiter,
           breaker,
           consumerGroup: config.groupId,
           processingHost: `${config.clientId}@${hostname()}`,
