@@ -41,6 +41,20 @@
  * delivery stops with `outcome: "circuit_open"` (the processor applies the
  * policy). See `actors/circuit_breaker.ts`.
  *
+ * **Flow control** (`flow`, `SLUICE_ADAPTIVE=on`; `actors/adaptive_limiter.ts`).
+ * Each attempt, retries included, first takes a permit (pause, token,
+ * in-flight slot) and then reports its answer. The wait for a permit is not
+ * delivery time: the global budget stops meanwhile. `Retry-After` is honoured
+ * at least (not capped at `retryMaxMs`): up to `retryMaxMs` the record's next
+ * attempt waits that long outside its budget; longer, the flow controller
+ * pauses every call (capped at `globalTimeoutMs`). When the record runs out of
+ * retries or budget: after a pushback (429, or 503 with `Retry-After`) it
+ * starts again with a fresh budget, never dead-lettered; after a failure while
+ * the other records' calls fail too (`flow.judge` says `outage`) and with a
+ * breaker of policy `pause`, the breaker is opened and the next attempt is
+ * refused (`circuit_open`: the record waits for the breaker). Otherwise it
+ * fails as above (a poison record).
+ *
  * **Cancellation.** When `signal` aborts (drain deadline, shutdown), the
  * request in flight is aborted and `deliver` rejects with the signal's
  * reason: the record is not finished and will be consumed again.
