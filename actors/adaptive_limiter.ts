@@ -366,6 +366,9 @@ export class AdaptiveLimiter {
   /** Sets the ceiling (and burst) from the operator or the config; 0 = unlimited. */
   setCeiling(ceiling: number, burst = this.#burst): void {
     if (ceiling === this.#ceiling && burst === this.#burst) return;
+    // At the old ceiling, the ceiling was what held the rate: follow the new
+    // one at once. Below it (the upstream pushed back), stay, under the new one.
+    const atCeiling = !Number.isFinite(this.#rate) || this.#rate >= this.#ceiling;
     this.#ceiling = ceiling;
     this.#burst = burst;
     if (ceiling === 0) {
@@ -373,7 +376,7 @@ export class AdaptiveLimiter {
       this.#scale = 0;
     } else {
       this.#scale = ceiling;
-      this.#rate = Number.isFinite(this.#rate) ? Math.min(this.#rate, ceiling) : ceiling;
+      this.#rate = atCeiling ? ceiling : Math.min(this.#rate, ceiling);
     }
     this.#reason = "ceiling";
     this.#applyRate();

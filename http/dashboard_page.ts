@@ -310,7 +310,7 @@ function render(d) {
     lines.push("Not ready: " + k + (c.detail ? " (" + c.detail + ")" : ""));
   });
   if (s.circuit === "open") lines.push("Circuit breaker OPEN: upstream failing; partitions paused, lag will grow");
-  if (s.rate && s.rate.paused_until) lines.push("Upstream asked to wait (Retry-After): every call paused until " + s.rate.paused_until);
+  if (s.flow && s.flow.paused_until) lines.push("Upstream asked to wait (Retry-After): every call paused until " + s.flow.paused_until);
   if (s.audit && s.audit.degraded) lines.push("Audit trail degraded: " + (s.audit.lastError || "uploads failing") + "; spool growing");
   if (s.audit && s.audit.backpressure) lines.push("Audit spool over budget: consumption paused (backpressure)");
   var b = $("banner");
@@ -353,7 +353,7 @@ function render(d) {
   setText("rate", s.rate ? fmt(s.rate.rate) + "/s, burst " + s.rate.burst : "–");
 
   // Flow control (SLUICE_ADAPTIVE).
-  var r = s.rate || {};
+  var r = s.flow || {};
   if (r.adaptive) {
     var unlimited = !r.effective;
     setText("flow-rate", unlimited ? "∞" : fmt(r.effective));

@@ -218,13 +218,8 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
     mode: logClient.kind === "embedded" || !config.s3Endpoint || sim ? "local" : "kafka",
     parts,
     uptime_s: Math.round((Date.now() - started) / 1000),
-    rate: limiter
-      ? {
-        rate: limiter.status().rate,
-        burst: limiter.status().burst,
-        ...(flow ? flow.status() : { adaptive: false }),
-      }
-      : undefined,
+    rate: limiter ? { rate: limiter.status().rate, burst: limiter.status().burst } : undefined,
+    flow: limiter ? (flow ? flow.status() : { adaptive: false }) : undefined,
     circuit: breaker?.state,
     pause_reasons: pipeline?.pauseReasons() ?? [],
     partitions: pipeline?.status().map((p) => ({ ...p, lag: p.lag })) ?? [],

@@ -60,6 +60,14 @@ Deno.test("AdaptiveLimiter cuts the rate by 0.9 on a 429, once per round trip, a
     l.setCeiling(500);
     assert.equal(l.rate, 500);
     assert.equal(l.ceiling, 500);
+    // At the ceiling, a higher one is followed at once; below it, not.
+    l.setCeiling(800);
+    assert.equal(l.rate, 800);
+    call(l, clock, { kind: "ok", status: 200 });
+    call(l, clock, { kind: "http", status: 429 });
+    assert.equal(l.rate, 720);
+    l.setCeiling(2000);
+    assert.equal(l.rate, 720);
   } finally {
     l.stop();
   }

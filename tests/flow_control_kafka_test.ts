@@ -120,17 +120,36 @@ Deno.test("adaptive rate: upstream capacity 150/s (429 + Retry-After: 1 above it
     );
     assert.equal(dlq, 0, "nothing dead-lettered for 429");
     assert.ok(await run.sluice.metric("rate_limit_decreases_total", { reason: "429" }) > 0);
-    const status = await run.sluice.json("/status") as { rate: Record<string, unknown> };
-    assert.equal(status.rate.adaptive, true);
-    assert.equal(status.rate.ceiling, 1000);
+    const status = await run.sluice.json("/status") as { flow: Record<string, unknown> };
+    assert.equal(status.flow.adaptive, true);
+    assert.equal(status.flow.ceiling, 1000);
   });
 });
 
-Deno.test("adaptive in-flight limit: upstream latency rising from 10 ms to 500 ms (16 workers) shrinks the calls in flight, timeouts < 1 %", async () => {
+/**
+ * A server of `W` workers whose latency rises from 10 ms to 500 ms over 5 s,
+ * after 10 s; sluice at 300 records/s over a backlog. Measures 35 s.
+ */
+async function slowingUpstream(name: string, adaptive: "on" | "off") {
   const W = 16;
-  await scenario("slowing", {
+  let out!: {
+    before: number;
+    lateLimit: number;
+    lateStub: number;
+    latePending: number;
+    peak: number;
+    timeouts: number;
+    calls: number;
+    dlq: number;
+  };
+  await scenario(name, {
     behaviour: { latencyMs: 10, workers: W },
-    env: { SLUICE_RATE_LIMIT: "300", SLUICE_ORDERING: "none", SLUICE_MAX_INFLIGHT: "64" },
+    env: {
+      SLUICE_RATE_LIMIT: "300",
+      SLUICE_ORDERING: "none",
+      SLUICE_MAX_INFLIGHT: "64",
+      SLUICE_ADAPTIVE: adaptive,
+    },
     before: (topic) => produceEnvelopes(topic, 8000, 0, 500),
   }, async (run) => {
     await waitFor(() => run.stub.requests.length > 0, { message: "first request" });
@@ -138,11 +157,10 @@ Deno.test("adaptive in-flight limit: upstream latency rising from 10 ms to 500 m
       at: Date.now(),
       stub: run.stub.inflight(),
       limit: await run.sluice.metric("concurrency_limit_effective"),
-      calls: await run.sluice.metric("inflight_requests"),
+      pending: await run.sluice.metric("queue_depth"),
     }), 250);
     await sleep(10_000);
     const before = await run.sluice.metric("concurrency_limit_effective");
-    // 10 → 500 ms over 5 s.
     const rise = Date.now();
     for (let i = 1; i <= 10; i++) {
       run.stub.set({ latencyMs: 10 + 49 * i });
@@ -150,26 +168,51 @@ Deno.test("adaptive in-flight limit: upstream latency rising from 10 ms to 500 m
     }
     await sleep(rise + 35_000 - Date.now());
     const all = await samples.stop();
-    const calls = run.stub.requests.length;
-    const timeouts = await run.sluice.metric("timeouts_total");
-    const during = all.filter((s) => s.at >= rise && s.at < rise + 10_000);
-    const late = all.filter((s) => s.at >= rise + 25_000);
     const avg = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
-    const peak = Math.max(...during.map((s) => s.stub));
-    const lateStub = avg(late.map((s) => s.stub));
-    const lateLimit = avg(late.map((s) => s.limit));
+    const late = all.filter((s) => s.at >= rise + 25_000);
+    out = {
+      before,
+      lateLimit: avg(late.map((s) => s.limit)),
+      lateStub: avg(late.map((s) => s.stub)),
+      latePending: avg(late.map((s) => s.pending)),
+      peak: Math.max(...all.filter((s) => s.at >= rise).map((s) => s.stub)),
+      timeouts: await run.sluice.metric("timeouts_total"),
+      calls: run.stub.requests.length,
+      dlq: await run.sluice.metric("kafka_dlq_messages_total"),
+    };
     console.log(
-      `latency 10 → 500 ms, ${W} workers: in-flight limit ${before} before, ` +
-        `${lateLimit.toFixed(1)} late (mean of the last 10 s); calls in flight at the upstream: ` +
-        `peak ${peak} in the first 10 s, mean ${lateStub.toFixed(1)} late; ` +
-        `timeouts ${timeouts} of ${calls} calls (${(timeouts / calls * 100).toFixed(2)} %)`,
+      `SLUICE_ADAPTIVE=${adaptive}, latency 10 → 500 ms, ${W} workers: in-flight limit ` +
+        `${out.before} before, ${
+          out.lateLimit.toFixed(1)
+        } late (mean of the last 10 s); calls in ` +
+        `flight at the upstream: peak ${out.peak} after the rise, mean ${
+          out.lateStub.toFixed(1)
+        } ` +
+        `late, while ${out.latePending.toFixed(0)} records wait in sluice (queue_depth); ` +
+        `timeouts ${out.timeouts} of ${out.calls} calls ` +
+        `(${(out.timeouts / out.calls * 100).toFixed(2)} %), dead letters ${out.dlq}`,
     );
-    assert.ok(lateLimit < before / 2, `the in-flight limit shrinks: ${before} → ${lateLimit}`);
-    assert.ok(lateStub < peak, `calls in flight shrink from the peak: ${peak} → ${lateStub}`);
-    assert.ok(lateStub <= 3 * W, `calls in flight near the workers: ${lateStub}`);
-    assert.ok(timeouts < 0.01 * calls, `timeouts < 1 % of ${calls} calls: ${timeouts}`);
-    assert.equal(await run.sluice.metric("kafka_dlq_messages_total"), 0);
   });
+  return { W, ...out };
+}
+
+Deno.test("adaptive in-flight limit: upstream latency rising from 10 ms to 500 ms (16 workers) shrinks the calls in flight, timeouts < 1 %", async () => {
+  const r = await slowingUpstream("slowing", "on");
+  assert.ok(
+    r.lateLimit < r.before / 2,
+    `the in-flight limit shrinks: ${r.before} → ${r.lateLimit}`,
+  );
+  // Without the limit every record fetched (up to 3 × 64) would be in a call.
+  assert.ok(r.lateStub <= 3 * r.W, `calls in flight near the workers: ${r.lateStub}`);
+  assert.ok(r.latePending > 2 * r.lateStub, `records held back in sluice: ${r.latePending}`);
+  assert.ok(r.timeouts < 0.01 * r.calls, `timeouts < 1 % of ${r.calls} calls: ${r.timeouts}`);
+  assert.equal(r.dlq, 0);
+});
+
+Deno.test("the same slowing upstream with SLUICE_ADAPTIVE=off: every record fetched is in a call, and they time out", async () => {
+  const r = await slowingUpstream("slowingoff", "off");
+  assert.ok(r.lateStub > 6 * r.W, `calls pile up at the upstream: ${r.lateStub}`);
+  assert.ok(r.timeouts > 0.01 * r.calls, `timeouts ≥ 1 % of ${r.calls} calls: ${r.timeouts}`);
 });
 
 Deno.test("Retry-After: a 503 with Retry-After: 20 pauses every call ~20 s, then delivery resumes; no dead letter", async () => {
@@ -184,8 +227,8 @@ Deno.test("Retry-After: a 503 with Retry-After: 20 pauses every call ~20 s, then
     await waitFor(async () => (await run.sluice.metric("rate_limit_paused")) === 1, {
       message: "rate_limit_paused 1",
     });
-    const status = await run.sluice.json("/status") as { rate: { paused_until: string | null } };
-    assert.ok(status.rate.paused_until, "paused_until in /status");
+    const status = await run.sluice.json("/status") as { flow: { paused_until: string | null } };
+    assert.ok(status.flow.paused_until, "paused_until in /status");
     // The maintenance ends earlier than announced: sluice still waits.
     await sleep(first + 8_000 - Date.now());
     run.stub.set({ status: 200, retryAfter: undefined });
