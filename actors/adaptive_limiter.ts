@@ -483,7 +483,7 @@ export class AdaptiveLimiter {
 
   #applyRate(): void {
     const r = this.rate;
-    const burst = !Number.isFinite(this.#rate) || r >= this.#ceiling
+    const burst = !Number.isFinite(this.#rate) || (this.#ceiling > 0 && r >= this.#ceiling)
       ? this.#burst
       : Math.max(1, Math.min(this.#burst, Math.ceil(r / 10)));
     this.#bucket.configure(r, burst);
