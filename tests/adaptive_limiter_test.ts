@@ -173,7 +173,8 @@ Deno.test("AdaptiveLimiter.pause holds every new call until its end, and a longe
 
 Deno.test("AdaptiveLimiter.judge: outage when the other records' calls fail too, poison when they succeed or are too few", () => {
   const clock = new SimulatedClock();
-  const l = new AdaptiveLimiter({ ceiling: 0, clock, judge: { volume: 10, errorPercent: 50 } });
+  const big = { ceiling: 100_000, burst: 100_000 };
+  const l = new AdaptiveLimiter({ ...big, clock, judge: { volume: 10, errorPercent: 50 } });
   try {
     const me = {};
     // Many successes before this record's trouble, then others fail with it.
@@ -192,13 +193,13 @@ Deno.test("AdaptiveLimiter.judge: outage when the other records' calls fail too,
     }
     assert.equal(l.judge(me2, since2), "poison");
     // Its own failures are not evidence: alone, it is poison.
-    const quiet = new AdaptiveLimiter({ ceiling: 0, clock });
+    const quiet = new AdaptiveLimiter({ ...big, clock });
     const me3 = {};
     for (let i = 0; i < 10; i++) call(quiet, clock, { kind: "http", status: 500 }, me3);
     assert.equal(quiet.judge(me3, 0), "poison");
     quiet.stop();
     // At 100 % the breaker's rule ("more than") never calls it an outage.
-    const never = new AdaptiveLimiter({ ceiling: 0, clock, judge: { errorPercent: 100 } });
+    const never = new AdaptiveLimiter({ ...big, clock, judge: { errorPercent: 100 } });
     for (let i = 0; i < 10; i++) call(never, clock, { kind: "timeout" });
     assert.equal(never.judge({}, 0), "poison");
     never.stop();
