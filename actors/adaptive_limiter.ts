@@ -19,8 +19,9 @@
  *   call *started after* the last cut can cut again, and only once some call
  *   succeeded since that cut (a dead upstream cuts once; the breaker handles
  *   it). While callers wait for tokens and nothing pushes back, the rate grows
- *   by 1 % of the ceiling per second (the rate at the first cut when there is
- *   no ceiling). Bounds: 1 record/s and the ceiling (`SLUICE_RATE_LIMIT`, or
+ *   by 1 % of the ceiling per second (with no ceiling: the first cut starts
+ *   from the call rate measured then, and the step is 1 % of it, at least
+ *   1/s per second). Bounds: 1 record/s and the ceiling (`SLUICE_RATE_LIMIT`, or
  *   `PUT /control/rate`).
  * - **In-flight limit, latency gradient** (after Netflix's gradient2):
  *   `gradient = clamp((1.5 × longRtt + 20 ms) / rtt, 0.5, 1)` per answer, with
@@ -140,7 +141,7 @@ export class AdaptiveLimiter {
   #binding = false;
   #starts = new Array<number>(10).fill(0);
   #startsSlot = 0;
-  #born: number;
+  #firstStart: number | null = null;
   // Concurrency.
   #limit: number;
   #minLimit: number;
@@ -181,7 +182,6 @@ export class AdaptiveLimiter {
     this.#volume = Math.max(1, Math.min(options.judge?.volume ?? 10, HISTORY));
     this.#errorPercent = options.judge?.errorPercent ?? 50;
     this.#windowMs = options.judge?.windowMs ?? 10_000;
-    this.#born = this.#clock.now();
     this.#bucket = new TokenBucket(this.#ceiling, this.#burst, {
       clock: this.#clock,
       onTokens: (t) => rateLimitTokens.set(Math.floor(t)),
@@ -264,6 +264,7 @@ export class AdaptiveLimiter {
     this.#inflight++;
     this.#starts[this.#startsSlot]++;
     const startedAt = this.#clock.now();
+    this.#firstStart ??= startedAt;
     let released = false;
     return {
       startedAt,
@@ -436,8 +437,9 @@ export class AdaptiveLimiter {
 
   #cut(reason: string): void {
     if (!Number.isFinite(this.#rate)) {
+      // No ceiling: start from the call rate that met the pushback.
       const measured = this.#measuredRate();
-      this.#scale = Math.max(this.#scale, measured);
+      this.#scale = Math.max(this.#scale, measured, 100);
       this.#rate = measured;
     }
     this.#rate = Math.max(this.#floor, this.#rate * BETA);
@@ -448,10 +450,15 @@ export class AdaptiveLimiter {
     this.#applyRate();
   }
 
-  /** Calls started over the last second (or since start when younger). */
+  /**
+   * Calls started over the last second, or since the first call when that
+   * was less than a second ago (at least 20 ms: a crude first estimate, which
+   * the AIMD corrects).
+   */
   #measuredRate(): number {
     const total = this.#starts.reduce((a, b) => a + b, 0);
-    const age = Math.min(1, Math.max(0.1, (this.#clock.now() - this.#born) / 1000));
+    const since = this.#firstStart === null ? 0 : this.#clock.now() - this.#firstStart;
+    const age = Math.min(1, Math.max(0.02, since / 1000));
     return Math.max(this.#floor, total / age);
   }
 

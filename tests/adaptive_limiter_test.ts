@@ -120,6 +120,16 @@ Deno.test("AdaptiveLimiter with no ceiling starts unlimited and cuts to 0.9 × t
   } finally {
     l.stop();
   }
+  // A pushback on the very first calls: the rate is not cut to a handful a second.
+  const early = new AdaptiveLimiter({ ceiling: 0, clock });
+  try {
+    for (let t = 0; t < 30; t++) clock.increment(100);
+    for (let i = 0; i < 3; i++) take(early).release({ caller: {}, kind: "ok", latencyMs: 1 });
+    call(early, clock, { kind: "http", status: 503 });
+    assert.ok(early.rate >= 100, `an estimate from the calls made so far: ${early.rate}`);
+  } finally {
+    early.stop();
+  }
 });
 
 Deno.test("AdaptiveLimiter shrinks the in-flight limit when latency rises, and grows it back when used and fast", () => {
