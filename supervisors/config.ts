@@ -151,7 +151,7 @@ export const CONFIG_SCHEMA = [
     choices: ["on", "off"],
     default: "on",
     doc:
-      "Flow control that reads the upstream: AIMD rate under `SLUICE_RATE_LIMIT`, latency-based in-flight limit, `Retry-After`, no dead letters in an outage; `off` = fixed rate",
+      "Adapt to the upstream: rate, in-flight limit, Retry-After, outage holds; `off` = fixed rate",
   },
   // Upstream
   {
