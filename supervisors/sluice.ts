@@ -41,7 +41,7 @@ import { type IdempotencyStore, openIdempotencyStore } from "../actors/idempoten
 import { createKafkaLog } from "../actors/kafka_log.ts";
 import { type LoadGenerator, startLoadGenerator } from "../actors/load_generator.ts";
 import { configureLog, logger } from "../actors/log.ts";
-import { registry } from "../actors/metrics.ts";
+import { rateLimitCeiling, rateLimitEffective, registry } from "../actors/metrics.ts";
 import { Pipeline } from "../actors/pipeline.ts";
 import { createProcessor } from "../actors/processor.ts";
 import { createRateLimiter, type RateLimiter } from "../actors/rate_limiter.ts";
@@ -348,12 +348,16 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
             parentId: ctx.parentId,
           })
           : undefined;
-        const offCeiling = f
-          ? (() => {
-            const sub = l.actor.subscribe((s) => f.setCeiling(s.context.rate, s.context.burst));
-            return () => sub.unsubscribe();
-          })()
-          : () => {};
+        // The ceiling follows PUT /control/rate; with adaptive off, the
+        // effective rate is the configured one (the gauges say so).
+        const sub = l.actor.subscribe((s) => {
+          if (f) f.setCeiling(s.context.rate, s.context.burst);
+          else {
+            rateLimitEffective.set(s.context.rate);
+            rateLimitCeiling.set(s.context.rate);
+          }
+        });
+        const offCeiling = () => sub.unsubscribe();
         const b = createCircuitBreaker({
           policy: config.breakerPolicy,
           errorThresholdPercentage: config.breakerErrorPercent,
