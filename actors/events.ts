@@ -13,6 +13,7 @@ export type EventType =
   | "record.completed"
   | "record.dead_lettered"
   | "circuit.changed"
+  | "rate.adjusted"
   | "audit.flushed"
   | "replay.progress"
   | "system.heartbeat"

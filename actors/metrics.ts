@@ -68,6 +68,47 @@ export const rateLimitTokens = new client.Gauge({
   help: "Tokens left in the rate limiter bucket",
   registers: r,
 });
+/** Effective rate of the adaptive limiter (records/s); 0 = unlimited. */
+export const rateLimitEffective = new client.Gauge({
+  name: "rate_limit_effective",
+  help: "Upstream calls per second allowed now (adaptive limiter; 0 = unlimited)",
+  registers: r,
+});
+export const rateLimitCeiling = new client.Gauge({
+  name: "rate_limit_ceiling",
+  help: "Configured rate limit the adaptive limiter stays under (0 = unlimited)",
+  registers: r,
+});
+export const concurrencyLimitEffective = new client.Gauge({
+  name: "concurrency_limit_effective",
+  help: "Upstream calls allowed in flight at once (adaptive limiter)",
+  registers: r,
+});
+export const rateLimitPaused = new client.Gauge({
+  name: "rate_limit_paused",
+  help: "1 while a long Retry-After pauses every upstream call, else 0",
+  registers: r,
+});
+/** Decreases of the adaptive rate or in-flight limit, by cause (`429`, `503`, `timeout`, `latency`). */
+export const rateLimitDecreasesTotal = new client.Counter({
+  name: "rate_limit_decreases_total",
+  help: "Decreases of the adaptive rate or in-flight limit, by reason",
+  labelNames: ["reason"] as const,
+  registers: r,
+});
+/** `Retry-After` honoured: `wait` (the record's retry waits) or `pause` (every call waits). */
+export const upstreamRetryAfterTotal = new client.Counter({
+  name: "upstream_retry_after_total",
+  help: "Upstream answers with a Retry-After that was honoured, by action",
+  labelNames: ["action"] as const,
+  registers: r,
+});
+export const outageHoldsTotal = new client.Counter({
+  name: "upstream_outage_holds_total",
+  help:
+    "Records that ran out of retries during an upstream outage and were held, not dead-lettered",
+  registers: r,
+});
 export const auditWritesTotal = new client.Counter({
   name: "audit_writes_total",
   help: "Audit events uploaded to the audit store",
@@ -163,6 +204,10 @@ for (const outcome of ["delivered", "dead_lettered", "skipped_duplicate"]) {
 }
 for (const reason of FAILURE_REASONS) kafkaDlqMessagesTotal.inc({ failure_reason: reason }, 0);
 for (const t of ["connect", "read", "global"]) timeoutsTotal.inc({ timeout_type: t }, 0);
+for (const reason of ["429", "503", "timeout", "latency"]) {
+  rateLimitDecreasesTotal.inc({ reason }, 0);
+}
+for (const action of ["wait", "pause"]) upstreamRetryAfterTotal.inc({ action }, 0);
 for (
   const kind of [
     "http_4xx",

@@ -41,6 +41,20 @@
  * delivery stops with `outcome: "circuit_open"` (the processor applies the
  * policy). See `actors/circuit_breaker.ts`.
  *
+ * **Flow control** (`flow`, `SLUICE_ADAPTIVE=on`; `actors/adaptive_limiter.ts`).
+ * Each attempt, retries included, first takes a permit (pause, token,
+ * in-flight slot) and then reports its answer. The wait for a permit is not
+ * delivery time: the global budget stops meanwhile. `Retry-After` is honoured
+ * at least (not capped at `retryMaxMs`): up to `retryMaxMs` the record's next
+ * attempt waits that long outside its budget; longer, the flow controller
+ * pauses every call (capped at `globalTimeoutMs`). When the record runs out of
+ * retries or budget: after a pushback (429, or 503 with `Retry-After`) it
+ * starts again with a fresh budget, never dead-lettered; after a failure while
+ * the other records' calls fail too (`flow.judge` says `outage`) and with a
+ * breaker of policy `pause`, the breaker is opened and the next attempt is
+ * refused (`circuit_open`: the record waits for the breaker). Otherwise it
+ * fails as above (a poison record).
+ *
  * **Cancellation.** When `signal` aborts (drain deadline, shutdown), the
  * request in flight is aborted and `deliver` rejects with the signal's
  * reason: the record is not finished and will be consumed again.
@@ -52,23 +66,34 @@
  * @module
  */
 import { errors, Pool } from "undici";
+import type { AdaptiveLimiter, CallReport, Permit } from "./adaptive_limiter.ts";
 import type { FailureReason } from "./audit/event.ts";
 import { CircuitOpenError } from "./circuit_breaker.ts";
 import type { Envelope } from "./envelope.ts";
 import { headerValue } from "./envelope.ts";
+import { logger } from "./log.ts";
 import {
   errorsTotal,
   inflightRequests,
+  outageHoldsTotal,
   requestLatency,
   retriesTotal,
   timeoutsTotal,
+  upstreamRetryAfterTotal,
 } from "./metrics.ts";
 import type { SourceRecord, TimeoutType } from "./record.ts";
 
 /** Runs an attempt, possibly refusing it; implemented by the circuit breaker. */
 export interface AttemptGuard {
   run<T>(fn: (signal: AbortSignal) => Promise<T>, isFailure: (result: T) => boolean): Promise<T>;
+  /** Policy while open; with flow control, `pause` makes an outage hold records. */
+  readonly policy?: "pause" | "dlq";
+  /** Opens the breaker (flow control, on an outage). */
+  open?(): void;
 }
+
+/** The flow controller each attempt takes a permit from (`actors/adaptive_limiter.ts`). */
+export type FlowControl = Pick<AdaptiveLimiter, "acquire" | "judge" | "pause">;
 
 /** Options of {@link createUpstreamClient}; defaults match the config schema. */
 export interface UpstreamOptions {
@@ -94,6 +119,12 @@ export interface UpstreamOptions {
   breaker?: AttemptGuard;
   /** Source of randomness for the jitter, in [0, 1). Default `Math.random`. */
   random?: () => number;
+  /**
+   * Flow control (`SLUICE_ADAPTIVE=on`): each attempt, retries included,
+   * takes a permit and reports its outcome (see the module doc). Default
+   * none: today's behaviour, the caller paces records itself.
+   */
+  flow?: FlowControl;
 }
 
 /** Result of {@link UpstreamClient.deliver}. */
@@ -136,6 +167,8 @@ export interface UpstreamClient {
   /** Closes the connections (waits for requests in flight). */
   close(): Promise<void>;
 }
+
+const log = logger("upstream");
 
 type Attempt =
   | { kind: "ok"; status: number; latencyMs: number }
@@ -191,6 +224,56 @@ class GlobalTimeout extends Error {
   }
 }
 
+/**
+ * The global timeout as a budget that can stop while the delivery waits for
+ * the flow controller (without flow control it never stops: a plain timer).
+ */
+class Budget {
+  #left: number;
+  #since = 0;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #onExpire: () => void;
+  constructor(ms: number, onExpire: () => void) {
+    this.#left = ms;
+    this.#onExpire = onExpire;
+    this.resume();
+  }
+  suspend(): void {
+    if (this.#timer === undefined) return;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#left -= performance.now() - this.#since;
+  }
+  resume(): void {
+    if (this.#timer !== undefined) return;
+    this.#since = performance.now();
+    this.#timer = setTimeout(this.#onExpire, Math.max(0, this.#left));
+  }
+  clear(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+}
+
+/** What the flow controller learns from one attempt. */
+function report(caller: object, a: Attempt, signal: AbortSignal): CallReport {
+  switch (a.kind) {
+    case "ok":
+      return { caller, kind: "ok", status: a.status, latencyMs: a.latencyMs };
+    case "http":
+      return { caller, kind: "http", status: a.status, latencyMs: a.latencyMs };
+    case "timeout":
+      return { caller, kind: "timeout", latencyMs: a.latencyMs };
+    case "network":
+      return { caller, kind: "network", latencyMs: a.latencyMs };
+    case "aborted":
+      // Cut by the global budget: as slow as a timeout. Cancelled: nothing learnt.
+      return signal.reason instanceof GlobalTimeout
+        ? { caller, kind: "timeout", latencyMs: a.latencyMs }
+        : { caller, kind: "ignore", latencyMs: a.latencyMs };
+  }
+}
+
 /** Creates the upstream client (one keep-alive pool). */
 export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
   const url = new URL(options.url);
@@ -206,6 +289,8 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
   const random = options.random ?? Math.random;
   const sendPayload = options.body === "payload";
   const breaker = options.breaker;
+  const flow = options.flow;
+  let lastHoldLog = -Infinity;
   const path = url.pathname + url.search;
   const pool = new Pool(url.origin, {
     connections: options.maxConnections ?? 256,
@@ -299,14 +384,6 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
       "traceparent": envelope.traceparent,
       "x-request-id": envelope.request_id,
     };
-    const ctl = new AbortController();
-    const globalTimer = setTimeout(
-      () => ctl.abort(new GlobalTimeout(globalTimeoutMs)),
-      globalTimeoutMs,
-    );
-    const onCallerAbort = () => ctl.abort(callerSignal!.reason);
-    callerSignal?.addEventListener("abort", onCallerAbort, { once: true });
-
     const out: DeliveryResult = {
       outcome: "failed",
       reason: null,
@@ -320,26 +397,101 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
       firstFailureAt: null,
       lastFailureAt: null,
     };
+    // Identity of this delivery for the flow controller's outage judgement.
+    const caller = {};
+    // With flow control, a round that ends without the record's own fault
+    // (pushback, outage) is followed by another with a fresh budget.
+    for (;;) {
+      const r = await deliverRound(body, headers, out, caller, callerSignal);
+      if (r !== "again") return r;
+    }
+  }
+
+  /**
+   * One delivery budget: attempts until delivered, failed, refused by the
+   * breaker, or (flow control only) `again`.
+   */
+  async function deliverRound(
+    body: Uint8Array | string,
+    headers: Record<string, string>,
+    out: DeliveryResult,
+    caller: object,
+    callerSignal: AbortSignal | undefined,
+  ): Promise<DeliveryResult | "again"> {
+    const ctl = new AbortController();
+    const budget = new Budget(globalTimeoutMs, () => ctl.abort(new GlobalTimeout(globalTimeoutMs)));
+    const onCallerAbort = () => ctl.abort(callerSignal!.reason);
+    callerSignal?.addEventListener("abort", onCallerAbort, { once: true });
+    const firstRound = out.attempts === 0;
+    // Clock time of this round's first failure (flow control's judgement).
+    let roundFailureAt: number | null = null;
+    let pushback = false;
+
     const failed = (reason: FailureReason, message: string): DeliveryResult => {
       out.outcome = reason === "CIRCUIT_OPEN" ? "circuit_open" : "failed";
       out.reason = reason;
       out.message = message;
       return out;
     };
-    const globalTimedOut = (): DeliveryResult => {
+    /**
+     * Flow control, when the record ran out of retries or budget: a record
+     * pushed back (429, Retry-After) starts again; during an outage (the
+     * other records' calls fail too) the breaker opens and the record waits
+     * with the others (policy `pause`). Null: the record fails.
+     */
+    const hold = (): "again" | null => {
+      if (!flow) return null;
+      if (pushback) return "again";
+      if (
+        breaker?.policy === "pause" && breaker.open && roundFailureAt !== null &&
+        flow.judge(caller, roundFailureAt) === "outage"
+      ) {
+        outageHoldsTotal.inc();
+        const now = performance.now();
+        if (now - lastHoldLog > 5000) {
+          lastHoldLog = now;
+          log.warn(
+            "upstream outage: records out of retries wait for it instead of being dead-lettered",
+            {
+              upstream: url.host,
+              status: out.status,
+            },
+          );
+        }
+        breaker.open();
+        return "again";
+      }
+      return null;
+    };
+    const globalTimedOut = (): DeliveryResult | "again" => {
       out.timeouts++;
       out.timeoutType = "global";
       out.lastFailureAt = new Date();
       out.firstFailureAt ??= out.lastFailureAt;
+      roundFailureAt ??= performance.now();
       timeoutsTotal.inc({ timeout_type: "global" });
       errorsTotal.inc({ kind: "timeout" });
-      return failed("TIMEOUT_ERROR", (ctl.signal.reason as Error).message);
+      return hold() ?? failed("TIMEOUT_ERROR", (ctl.signal.reason as Error).message);
     };
     try {
       for (let n = 0;; n++) {
-        if (n > 0) {
+        if (n > 0 || !firstRound) {
           out.retries++;
           retriesTotal.inc();
+        }
+        // Waiting for a permit is sluice's own pacing, not delivery time:
+        // the global budget stops meanwhile.
+        let permit: Permit | undefined;
+        if (flow) {
+          budget.suspend();
+          try {
+            const p = flow.acquire(ctl.signal);
+            permit = p instanceof Promise ? await p : p;
+          } catch (e) {
+            if (ctl.signal.aborted) throw ctl.signal.reason;
+            throw e;
+          }
+          budget.resume();
         }
         let a: Attempt;
         try {
@@ -354,9 +506,11 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
           };
           a = breaker ? await breaker.run(run, isUnhealthy) : await run(ctl.signal);
         } catch (e) {
+          permit?.release({ caller, kind: "ignore", latencyMs: 0 });
           if (e instanceof CircuitOpenError) return failed("CIRCUIT_OPEN", e.message);
           throw e;
         }
+        if (permit) permit.release(report(caller, a, ctl.signal));
         out.attempts++;
         out.latencyMs = a.latencyMs;
         if (a.kind === "ok") {
@@ -370,8 +524,10 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
         }
         out.lastFailureAt = new Date();
         out.firstFailureAt ??= out.lastFailureAt;
+        roundFailureAt ??= permit?.startedAt ?? performance.now();
         let describe: string;
         let retryAfterMs: number | null = null;
+        pushback = false;
         if (a.kind === "http") {
           out.status = a.status;
           errorsTotal.inc({ kind: a.status >= 500 ? "http_5xx" : "http_4xx" });
@@ -380,6 +536,8 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
             return failed("PROCESSING_ERROR", describe);
           }
           retryAfterMs = a.retryAfterMs;
+          // "Too many requests", or "come back later": not the record's fault.
+          pushback = a.status === 429 || (a.status === 503 && retryAfterMs !== null);
         } else if (a.kind === "timeout") {
           out.status = null;
           out.timeouts++;
@@ -394,7 +552,18 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
           errorsTotal.inc({ kind: "network" });
           describe = `Upstream network error: ${a.detail}`;
         }
+        // A long Retry-After holds every call (the flow controller), capped
+        // by the global timeout.
+        const pauseAll = flow !== undefined && retryAfterMs !== null && retryAfterMs > retryMaxMs;
+        if (pauseAll) {
+          flow!.pause(Math.min(retryAfterMs!, globalTimeoutMs));
+          upstreamRetryAfterTotal.inc({ action: "pause" });
+        } else if (flow && retryAfterMs !== null) {
+          upstreamRetryAfterTotal.inc({ action: "wait" });
+        }
         if (n >= maxRetries) {
+          const held = hold();
+          if (held) return held;
           const suffix = maxRetries === 0 ? "" : ` after ${out.retries} retries`;
           return failed(
             a.kind === "timeout" ? "TIMEOUT_ERROR" : "PROCESSING_ERROR",
@@ -402,16 +571,26 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
           );
         }
         const cap = Math.min(retryMaxMs, retryBaseMs * 2 ** n);
-        const delay = retryAfterMs !== null ? Math.min(retryAfterMs, retryMaxMs) : random() * cap;
+        const delay = !flow
+          ? (retryAfterMs !== null ? Math.min(retryAfterMs, retryMaxMs) : random() * cap)
+          : pauseAll
+          ? 0
+          // At least what the upstream asked for; the budget bounds it.
+          : Math.max(random() * cap, retryAfterMs ?? 0);
+        // With flow control, the wait the upstream asked for is not spent
+        // from the budget (it is at most SLUICE_RETRY_MAX_MS here).
+        const asked = flow !== undefined && retryAfterMs !== null;
+        if (asked) budget.suspend();
         try {
           await sleep(delay, ctl.signal);
         } catch {
           if (ctl.signal.reason instanceof GlobalTimeout) return globalTimedOut();
           throw ctl.signal.reason;
         }
+        if (asked) budget.resume();
       }
     } finally {
-      clearTimeout(globalTimer);
+      budget.clear();
       callerSignal?.removeEventListener("abort", onCallerAbort);
     }
   }

@@ -3,8 +3,9 @@
  *
  * The page is one self-contained HTML string (no build step, no CDN,
  * vanilla JS), made to be read at 3 a.m.: a banner saying what is wrong
- * (not ready and why, circuit open, audit degraded), big numbers for
- * throughput by outcome, latency percentiles and the circuit state, a
+ * (not ready and why, circuit open, audit degraded, upstream pause), big
+ * numbers for throughput by outcome, latency percentiles, the circuit state
+ * and the flow control (effective rate, ceiling, in-flight limit), a
  * throughput chart with the periods the circuit was open shaded, lag per
  * partition, the audit trail, the local-mode controls (load generator rate,
  * simulated upstream error rate, latency and hang) and the latest events of
@@ -309,6 +310,7 @@ function render(d) {
     lines.push("Not ready: " + k + (c.detail ? " (" + c.detail + ")" : ""));
   });
   if (s.circuit === "open") lines.push("Circuit breaker OPEN: upstream failing; partitions paused, lag will grow");
+  if (s.flow && s.flow.paused_until) lines.push("Upstream asked to wait (Retry-After): every call paused until " + s.flow.paused_until);
   if (s.audit && s.audit.degraded) lines.push("Audit trail degraded: " + (s.audit.lastError || "uploads failing") + "; spool growing");
   if (s.audit && s.audit.backpressure) lines.push("Audit spool over budget: consumption paused (backpressure)");
   var b = $("banner");
@@ -349,6 +351,25 @@ function render(d) {
   setText("circuit", cs === "halfOpen" ? "HALF-OPEN" : cs.toUpperCase());
   setText("pause", (s.pause_reasons && s.pause_reasons.length) ? "paused by: " + s.pause_reasons.join(", ") : "not paused");
   setText("rate", s.rate ? fmt(s.rate.rate) + "/s, burst " + s.rate.burst : "–");
+
+  // Flow control (SLUICE_ADAPTIVE).
+  var r = s.flow || {};
+  if (r.adaptive) {
+    var unlimited = !r.effective;
+    setText("flow-rate", unlimited ? "∞" : fmt(r.effective));
+    setText("flow-ceiling", r.ceiling ? fmt(r.ceiling) + "/s" : "unlimited");
+    setText("flow-conc", fmt(r.concurrency) + " (" + fmt(r.inflight || 0) + " in flight)");
+    setText("flow-state", r.paused_until ? "PAUSED until " + String(r.paused_until).slice(11, 19) + " UTC (Retry-After)"
+      : (!unlimited && r.ceiling && r.effective < r.ceiling) || (!unlimited && !r.ceiling) ? "throttled (" + (r.reason || "?") + ")" : "at ceiling");
+    $("flow-state").className = r.paused_until ? "t-bad" : (!unlimited && r.effective < (r.ceiling || Infinity)) ? "t-warn" : "t-ok";
+  } else {
+    setText("flow-rate", s.rate ? fmt(s.rate.rate) : "–");
+    setText("flow-ceiling", "fixed (SLUICE_ADAPTIVE=off)");
+    setText("flow-conc", "–");
+    setText("flow-state", "adaptive off");
+    $("flow-state").className = "";
+  }
+
 
   // Audit.
   var a = s.audit || {};
@@ -444,6 +465,7 @@ function summary(ev) {
   if (ev.type === "record.completed") parts.push("status " + d.status, fmt(d.latency_ms) + " ms", d.retries ? d.retries + " retries" : "");
   else if (ev.type === "record.dead_lettered") parts.push(d.failure_reason, d.error_message || "");
   else if (ev.type === "circuit.changed") parts.push(d.from + " → " + d.to);
+  else if (ev.type === "rate.adjusted") parts.push((d.rate ? fmt(d.rate) + "/s" : "unlimited") + " of " + (d.ceiling ? fmt(d.ceiling) + "/s" : "unlimited"), "in flight ≤ " + d.concurrency, d.reason, d.paused_until ? "paused until " + d.paused_until : "");
   else Object.keys(d).slice(0, 5).forEach(function (k) { parts.push(k + "=" + (typeof d[k] === "object" ? JSON.stringify(d[k]) : d[k])); });
   var text = parts.filter(Boolean).join(" · ");
   return text.length > 240 ? text.slice(0, 239) + "…" : text;
@@ -468,7 +490,7 @@ function eventRow(ev) {
 function addEvent(ev) {
   if (ev.type === "system.heartbeat") { setText("hb", "heartbeat " + new Date().toLocaleTimeString()); return; }
   if (ev.type === "record.completed" && !$("show-completed").checked) return;
-  if (ev.type === "circuit.changed") poll();
+  if (ev.type === "circuit.changed" || ev.type === "rate.adjusted") poll();
   var body = $("events");
   if (body.querySelector(".empty")) body.textContent = "";
   body.insertBefore(eventRow(ev), body.firstChild);
@@ -600,6 +622,15 @@ export const DASHBOARD_PAGE: string = `<!doctype html>
       <dt>rate limit</dt><dd id="rate">–</dd>
     </dl>
   </section>
+  <section class="c4" id="flow">
+    <h2>Flow control</h2>
+    <div class="big"><span id="flow-rate">–</span><span class="unit">records/s now</span></div>
+    <dl class="kv">
+      <dt>ceiling</dt><dd id="flow-ceiling">–</dd>
+      <dt>in-flight limit</dt><dd id="flow-conc">–</dd>
+      <dt>state</dt><dd id="flow-state">–</dd>
+    </dl>
+  </section>
   <section class="c8">
     <h2>Records/s by outcome (shaded: circuit open)</h2>
     <canvas id="chart"></canvas>
@@ -621,14 +652,14 @@ export const DASHBOARD_PAGE: string = `<!doctype html>
       <dt>failed uploads</dt><dd id="audit-fail">–</dd>
     </dl>
   </section>
-  <section class="c5">
+  <section class="c8">
     <h2>Partitions <span class="meta" id="lag-total"></span></h2>
     <table>
       <thead><tr><th>Topic</th><th>Part.</th><th>State</th><th>Lag</th><th>In flight</th><th>Committed</th></tr></thead>
       <tbody id="partitions"><tr><td colspan="6" class="empty">Loading…</td></tr></tbody>
     </table>
   </section>
-  <section class="c7" id="controls">
+  <section class="c12" id="controls">
     <h2>Controls</h2>
     <div class="controls">
       <fieldset id="fs-load" style="display:none"><legend>Load generator (local mode)</legend>

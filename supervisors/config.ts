@@ -144,6 +144,15 @@ export const CONFIG_SCHEMA = [
     min: 1,
     doc: "Token bucket size (burst)",
   },
+  {
+    key: "adaptive",
+    env: "SLUICE_ADAPTIVE",
+    type: "enum",
+    choices: ["on", "off"],
+    default: "on",
+    doc:
+      "Adapt to the upstream: rate, in-flight limit, Retry-After, outage holds; `off` = fixed rate",
+  },
   // Upstream
   {
     key: "upstreamUrl",

@@ -32,6 +32,7 @@
  */
 import { hostname } from "node:os";
 import denoJson from "../deno.json" with { type: "json" };
+import { type AdaptiveLimiter, createAdaptiveLimiter } from "../actors/adaptive_limiter.ts";
 import { type AuditStore, FsAuditStore, S3AuditStore } from "../actors/audit/store.ts";
 import { AuditUploader } from "../actors/audit/uploader.ts";
 import {
@@ -48,7 +49,7 @@ import { type IdempotencyStore, openIdempotencyStore } from "../actors/idempoten
 import { createKafkaLog } from "../actors/kafka_log.ts";
 import { type LoadGenerator, startLoadGenerator } from "../actors/load_generator.ts";
 import { configureLog, logger } from "../actors/log.ts";
-import { registry } from "../actors/metrics.ts";
+import { rateLimitCeiling, rateLimitEffective, registry } from "../actors/metrics.ts";
 import { Pipeline } from "../actors/pipeline.ts";
 import { createProcessor } from "../actors/processor.ts";
 import { createRateLimiter, type RateLimiter } from "../actors/rate_limiter.ts";
@@ -178,6 +179,7 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
   let lastStall: { at: string; reason: string } | null = null;
   let stallCount = 0;
   let limiter: RateLimiter | undefined;
+  let flow: AdaptiveLimiter | undefined;
   let breaker: CircuitBreaker | undefined;
   let upstream: UpstreamClient | undefined;
   let pipeline: Pipeline | undefined;
@@ -252,6 +254,7 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
     parts,
     uptime_s: Math.round((Date.now() - started) / 1000),
     rate: limiter ? { rate: limiter.status().rate, burst: limiter.status().burst } : undefined,
+    flow: limiter ? (flow ? flow.status() : { adaptive: false }) : undefined,
     circuit: breaker?.state,
     pause_reasons: pipeline?.pauseReasons() ?? [],
     watchdog: { stalled: stalled !== null, stalls: stallCount, last_stall: lastStall },
@@ -402,6 +405,31 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
           burst: config.rateBurst,
           parentId: ctx.parentId,
         });
+        // SLUICE_ADAPTIVE=on: every upstream call takes a permit from the
+        // adaptive limiter, under the configured rate (the ceiling).
+        const f = config.adaptive === "on"
+          ? createAdaptiveLimiter({
+            ceiling: config.rateLimit,
+            burst: config.rateBurst,
+            judge: {
+              volume: config.breakerVolume,
+              errorPercent: config.breakerErrorPercent,
+              windowMs: config.breakerWindowMs,
+            },
+            id: "adaptive-limiter",
+            parentId: ctx.parentId,
+          })
+          : undefined;
+        // The ceiling follows PUT /control/rate; with adaptive off, the
+        // effective rate is the configured one (the gauges say so).
+        const sub = l.actor.subscribe((s) => {
+          if (f) f.setCeiling(s.context.rate, s.context.burst);
+          else {
+            rateLimitEffective.set(s.context.rate);
+            rateLimitCeiling.set(s.context.rate);
+          }
+        });
+        const offCeiling = () => sub.unsubscribe();
         const b = createCircuitBreaker({
           policy: config.breakerPolicy,
           errorThresholdPercentage: config.breakerErrorPercent,
@@ -419,8 +447,10 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
           retryBaseMs: config.retryBaseMs,
           retryMaxMs: config.retryMaxMs,
           breaker: b,
+          flow: f,
         });
         limiter = l;
+        flow = f;
         breaker = b;
         upstream = u;
         const off = b.onStateChange((to) => {
@@ -430,7 +460,9 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
         });
         return Promise.resolve(handle(async () => {
           off();
+          offCeiling();
           b.stop();
+          f?.stop();
           l.stop();
           await u.close();
         }));
@@ -467,7 +499,8 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
         const processor = createProcessor({
           upstream: upstream!,
           audit: audit!,
-          rateLimiter: limiter,
+          // With flow control the upstream client paces every call itself.
+          rateLimiter: flow ? undefined : limiter,
           breaker,
           consumerGroup: config.groupId,
           processingHost: `${config.clientId}@${hostname()}`,

@@ -1,7 +1,9 @@
 /**
  * A loopback upstream for integration tests: records every request (headers,
  * body, arrival order) and answers with a programmable behaviour (status,
- * latency, hang), changeable while sluice runs.
+ * latency, hang, a capacity in records/s answered with 429 above it, a worker
+ * pool that queues beyond its size, `Retry-After`, poison keys), changeable
+ * while sluice runs.
  *
  * @module
  */
@@ -13,6 +15,8 @@ export interface StubRequest {
   requestId: string | null;
   body: string;
   at: number;
+  /** Status answered. */
+  status?: number;
 }
 
 /** How the stub answers. */
@@ -23,6 +27,19 @@ export interface StubBehaviour {
   latencyMs: number;
   /** Never answer (until the behaviour changes or the stub stops). */
   hang: boolean;
+  /**
+   * Records/s the stub accepts (token bucket, burst of a tenth of a
+   * second); above it, 429 with `Retry-After: capacityRetryAfter`. 0 = no limit.
+   */
+  capacity: number;
+  /** `Retry-After` of the capacity's 429 (seconds); default 1. */
+  capacityRetryAfter: number;
+  /** Requests served at once; the others queue (FIFO) before their latency starts. 0 = no limit. */
+  workers: number;
+  /** `Retry-After` header sent with non-2xx answers of `status`; default none. */
+  retryAfter?: string;
+  /** Idempotency keys always answered 500 (poison records), whatever `status` says. */
+  poisonKeys: Set<string>;
 }
 
 /** A running stub. */
@@ -39,7 +56,40 @@ export interface UpstreamStub {
 
 /** Starts a stub on 127.0.0.1, a free port. */
 export function startUpstreamStub(initial: Partial<StubBehaviour> = {}): UpstreamStub {
-  let behaviour: StubBehaviour = { status: 200, latencyMs: 0, hang: false, ...initial };
+  let behaviour: StubBehaviour = {
+    status: 200,
+    latencyMs: 0,
+    hang: false,
+    capacity: 0,
+    capacityRetryAfter: 1,
+    workers: 0,
+    poisonKeys: new Set(),
+    ...initial,
+  };
+  let tokens = 0, refilled = performance.now();
+  const takeCapacity = (): boolean => {
+    const c = behaviour.capacity;
+    if (!(c > 0)) return true;
+    const now = performance.now();
+    const burst = Math.max(1, c / 10);
+    tokens = Math.min(burst, tokens + ((now - refilled) * c) / 1000);
+    refilled = now;
+    if (tokens < 1) return false;
+    tokens -= 1;
+    return true;
+  };
+  let busy = 0;
+  const queue: (() => void)[] = [];
+  const enter = async () => {
+    if (behaviour.workers > 0 && busy >= behaviour.workers) {
+      await new Promise<void>((r) => queue.push(r));
+    } else busy++;
+  };
+  const leave = () => {
+    const next = queue.shift();
+    if (next) next();
+    else busy--;
+  };
   const requests: StubRequest[] = [];
   const delivered = new Map<string, number>();
   let inflight = 0, maxInflight = 0;
@@ -58,14 +108,31 @@ export function startUpstreamStub(initial: Partial<StubBehaviour> = {}): Upstrea
       };
       requests.push(r);
       while (behaviour.hang) await release.promise;
-      const b = behaviour;
-      if (b.latencyMs > 0) await new Promise((res) => setTimeout(res, b.latencyMs));
-      if (b.status >= 200 && b.status < 300 && r.idempotencyKey) {
+      if (!takeCapacity()) {
+        r.status = 429;
+        return new Response("stub over capacity", {
+          status: 429,
+          headers: { "retry-after": String(behaviour.capacityRetryAfter) },
+        });
+      }
+      await enter();
+      let b: StubBehaviour;
+      try {
+        b = behaviour;
+        if (b.latencyMs > 0) await new Promise((res) => setTimeout(res, b.latencyMs));
+      } finally {
+        leave();
+      }
+      const status = r.idempotencyKey && b.poisonKeys.has(r.idempotencyKey) ? 500 : b.status;
+      r.status = status;
+      if (status >= 200 && status < 300 && r.idempotencyKey) {
         delivered.set(r.idempotencyKey, (delivered.get(r.idempotencyKey) ?? 0) + 1);
       }
-      return new Response(b.status >= 300 ? `stub answers ${b.status}` : "ok", {
-        status: b.status,
-      });
+      const headers: Record<string, string> = {};
+      if (status >= 300 && b.retryAfter !== undefined && status === b.status) {
+        headers["retry-after"] = b.retryAfter;
+      }
+      return new Response(status >= 300 ? `stub answers ${status}` : "ok", { status, headers });
     } finally {
       inflight--;
     }
