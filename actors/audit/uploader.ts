@@ -163,6 +163,8 @@ export class AuditUploader {
   #actor?: Actor<typeof auditUploaderMachine>;
   #stop = new AbortController();
   #flushNow = false;
+  /** Aborted by a flush or a stop: ends the batch-age waits at once. */
+  #wake = new AbortController();
   #timer?: ReturnType<typeof setInterval>;
   #buffered = 0;
   #oldestBuffered: number | null = null;
@@ -228,10 +230,12 @@ export class AuditUploader {
     let lines: SourceRecord[] = [];
     let bytes = 0;
     let hour = -1;
-    const skip = this.#skipUntil.get(batch.partition) ?? -1n;
+    // Read at each record: an upload below may find a stored object that reaches further.
+    const skipped = (r: SourceRecord) =>
+      BigInt(r.offset) <= (this.#skipUntil.get(batch.partition) ?? -1n);
     for (const r of batch.records) {
       if (this.#stop.signal.aborted || batch.isStale()) return;
-      if (BigInt(r.offset) <= skip) continue;
+      if (skipped(r)) continue;
       const h = Math.floor(Number(r.timestamp) / HOUR) * HOUR;
       const len = (r.value?.byteLength ?? 0) + 1;
       if (
@@ -242,6 +246,7 @@ export class AuditUploader {
         lines = [];
         bytes = 0;
         this.#buffered = 0;
+        if (skipped(r)) continue;
       }
       if (lines.length === 0) {
         hour = h;
@@ -255,7 +260,7 @@ export class AuditUploader {
     // Wait for the batch's age (events that are already old go at once).
     const due = Number(lines[0].timestamp) + o.batchAgeMs;
     while (!this.#flushNow && !this.#stop.signal.aborted && Date.now() < due && !batch.isStale()) {
-      await sleep(Math.min(1000, due - Date.now()), this.#stop.signal);
+      await sleep(Math.min(1000, due - Date.now()), this.#wake.signal);
       await batch.heartbeat();
     }
     if (this.#stop.signal.aborted || batch.isStale()) return;
@@ -272,7 +277,10 @@ export class AuditUploader {
       const stem = keyStem(o.prefix, hour, o.topic, batch.partition, first);
       let n = lines.length;
       let put = true;
-      const found = await this.#retry(batch, () => o.store.list(stem));
+      const found = await this.#retry(
+        batch,
+        () => o.store.list(stem, { signal: this.#stop.signal }),
+      );
       if (found === undefined) return false;
       if (found.length > 0) {
         // An earlier attempt stored a batch starting here: it stands.
@@ -431,6 +439,7 @@ export class AuditUploader {
   async flush(deadlineMs = 10_000): Promise<UploaderFlushResult> {
     const before = this.#uploaded;
     this.#flushNow = true;
+    this.#wake.abort();
     this.#actor?.send({ type: "DRAIN" });
     const end = Date.now() + deadlineMs;
     await this.#refreshGauges();
@@ -447,6 +456,7 @@ export class AuditUploader {
     this.#stopped = true;
     clearInterval(this.#timer);
     this.#stop.abort();
+    this.#wake.abort();
     await Promise.allSettled([...this.#active]);
     if (this.#consumer) {
       await this.#consumer.stop().catch((e) =>

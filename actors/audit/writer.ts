@@ -146,7 +146,11 @@ export class AuditWriter {
 
   constructor(producer: LogProducer, opts: AuditWriterOptions) {
     this.#producer = producer;
-    this.#o = { maxEventBytes: 64 * 1024, maxRequestBytes: 512 * 1024, ...opts };
+    this.#o = {
+      maxEventBytes: 64 * 1024,
+      maxRequestBytes: 512 * 1024,
+      ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)),
+    } as Required<AuditWriterOptions>;
   }
 
   /**
@@ -177,7 +181,7 @@ export class AuditWriter {
       key: auditKey(event.topic, event.partition, event.offset),
       value,
       outcome: event.result.outcome,
-      bytes: value.length,
+      bytes: encoder.encode(value).byteLength,
       resolve,
       reject,
     });
@@ -226,7 +230,7 @@ export class AuditWriter {
           bytes: p.bytes,
         });
         p.value = minimalAuditEvent(JSON.parse(p.value));
-        p.bytes = p.value.length;
+        p.bytes = encoder.encode(p.value).byteLength;
         p.minimal = true;
         await this.#send([p]);
         return;

@@ -304,6 +304,7 @@ export const ROW_IDS: readonly string[] = [
   "memory.rss_peak",
   "memory.rss_steady",
   "audit.group_commit",
+  "audit.group_commit_p50",
   "audit.single",
   "audit.speedup",
 ];
