@@ -39,7 +39,7 @@ import { createEmbeddedLog, embeddedLogDir } from "../actors/embedded_log.ts";
 import { type IdempotencyStore, openIdempotencyStore } from "../actors/idempotency.ts";
 import { createKafkaLog } from "../actors/kafka_log.ts";
 import { type LoadGenerator, startLoadGenerator } from "../actors/load_generator.ts";
-import { configureLog, logger } from "../actors/log.ts";
+import { configureLog, flushRepeatedLogs, logFormat, logger } from "../actors/log.ts";
 import { registry } from "../actors/metrics.ts";
 import { Pipeline } from "../actors/pipeline.ts";
 import { createProcessor } from "../actors/processor.ts";
@@ -69,7 +69,7 @@ export interface Sluice {
   /** Port of the HTTP server. */
   readonly port: number;
   /** `local` when any part is embedded. */
-  readonly parts: { log: string; audit: string; upstream: string };
+  readonly parts: { log: string; audit: string; upstream: string; load?: string };
   /** Runs the graceful shutdown once (later calls return the same report). */
   shutdown(reason: string): Promise<ShutdownReport>;
   /** Resolves with the exit code: after a shutdown, or when the tree gave up. */
@@ -141,6 +141,9 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
       ? `S3 ${config.s3Endpoint} bucket ${config.s3Bucket}`
       : `local store ${config.dataDir}/audit`,
     upstream: sim ? `simulated upstream ${sim.url}` : upstreamUrl,
+    load: logClient.kind === "embedded"
+      ? `load generator ${opts.loadRate ?? 20} records/s to topic ${config.topics[0]}`
+      : undefined,
   };
 
   // Live instances, replaced when the supervisor restarts a child.
@@ -636,21 +639,41 @@ export async function runSluice(config: Config): Promise<number> {
   const base = `http://${
     config.httpHost === "0.0.0.0" ? "127.0.0.1" : config.httpHost
   }:${sluice.port}`;
-  const banner = [
-    "",
-    `sluice ${denoJson.version} is running`,
-    `  log:       ${sluice.parts.log}`,
-    `  audit:     ${sluice.parts.audit}`,
-    `  upstream:  ${sluice.parts.upstream}`,
-    `  dashboard: ${base}/        inspector: ${base}/inspect`,
-    `  metrics:   ${base}/metrics  ready: ${base}/health/ready`,
-    config.controlToken
-      ? `  control:   ${base}/control/* (bearer token required)`
-      : `  control:   ${base}/control/* (no SLUICE_CONTROL_TOKEN: loopback clients only)`,
-    "",
-  ].join("\n");
-  console.error(banner);
+  const info = {
+    version: denoJson.version,
+    pid: Deno.pid,
+    ...sluice.parts,
+    dashboard: `${base}/`,
+    inspector: `${base}/inspect`,
+    stop: `Ctrl-C, or kill -TERM ${Deno.pid}`,
+  };
+  if (logFormat() === "json") {
+    // A log collector reads JSON lines: the banner is one of them.
+    log.info("sluice is running", info);
+  } else {
+    const banner = [
+      "",
+      `sluice ${denoJson.version} is running (pid ${Deno.pid})`,
+      `  log:       ${sluice.parts.log}`,
+      `  audit:     ${sluice.parts.audit}`,
+      `  upstream:  ${sluice.parts.upstream}`,
+      ...(sluice.parts.load
+        ? [`  load:      ${sluice.parts.load} (change: PUT ${base}/control/load)`]
+        : []),
+      `  dashboard: ${base}/`,
+      `  inspector: ${base}/inspect`,
+      `  metrics:   ${base}/metrics    ready: ${base}/health/ready`,
+      config.controlToken
+        ? `  control:   ${base}/control/* (bearer token required)`
+        : `  control:   ${base}/control/* (no SLUICE_CONTROL_TOKEN: loopback clients only)`,
+      `  stop:      Ctrl-C, or kill -TERM ${Deno.pid} (ordered shutdown, exit 0 when clean;`,
+      `             the same signal again after 1 s forces exit 3)`,
+      "",
+    ].join("\n");
+    console.error(banner);
+  }
   const code = await sluice.exited;
   signals.remove();
+  flushRepeatedLogs();
   return code;
 }
