@@ -170,6 +170,8 @@ export class Pipeline {
       }
     }
     log.info("assignment", { generation, partitions: [...keep] });
+    // Lag is known from the assignment on, not only after the first period.
+    void this.refreshLag();
   }
 
   private retire(run: PartitionRun, why: string): void {
