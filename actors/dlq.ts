@@ -236,16 +236,28 @@ export class DeadLetterStore {
       entries = entries.filter((e) => compare(e, c) > 0);
     }
     const page = entries.slice(0, query.limit);
+    // Replayed = the original record was delivered since, whichever way: this
+    // letter's replay, a bulk or a window replay, or the live consumer again.
+    const keys = page.map((e) => this.#idempotencyKey(e.dl));
+    const delivered = await this.#opts.store.has(keys);
     return {
-      items: page.map((e) => ({
+      items: page.map((e, i) => ({
         ...e.dl,
         dlq_partition: e.partition,
         dlq_offset: String(e.offset),
+        idempotency_key: keys[i],
+        delivered_since: delivered.has(keys[i]),
       })),
       ...(entries.length > page.length && page.length > 0
         ? { next_cursor: encodeCursor(page[page.length - 1]) }
         : {}),
     };
+  }
+
+  /** The idempotency key of a dead letter's original record (the envelope's, else derived). */
+  #idempotencyKey(dl: DeadLetter): string {
+    const env = parseEnvelope(deadLetterToRecord(dl), { maxBytes: this.#opts.maxRecordBytes });
+    return env.ok ? env.envelope.idempotency_key : env.idempotencyKey;
   }
 
   /** The latest dead letter with `id`, or undefined. */
