@@ -5,11 +5,18 @@
  * vanilla JS), made to be read at 3 a.m.: a banner saying what is wrong
  * (not ready and why, circuit open, audit degraded), big numbers for
  * throughput by outcome, latency percentiles and the circuit state, a
- * throughput chart with the periods the circuit was open shaded, lag per
+ * throughput chart drawn from the server's memory (`/dashboard/history`,
+ * http/history.ts: a page opened after an incident shows it) with a UTC
+ * time axis and the breaker, drain and not-ready periods shaded, lag per
  * partition, the audit trail, the local-mode controls (load generator rate,
  * simulated upstream error rate, latency and hang) and the latest events of
  * `/ws/events`. It polls `/dashboard/data` every second and follows
- * `/ws/events` live; data goes in with `textContent` only.
+ * `/ws/events` live; data goes in with `textContent` only. Every time on
+ * the page is UTC, and says so. Readiness shows `DEGRADED` while the breaker
+ * is not closed or the audit trail is behind. Numbers a person reads as
+ * "now" are rates (records/s, errors/s, retries/s), not counters since start.
+ * It fits a 390 px phone: no horizontal scroll (wide tables scroll inside
+ * their panel).
  *
  * `/dashboard/data` is computed by {@link DashboardSampler} from the metrics
  * registry: records/s by outcome and p50/p95/p99 of
@@ -46,6 +53,8 @@ export interface DashboardMetrics {
   latency_all: Percentiles;
   /** Other counters and gauges: `errors_total{kind}`, `retries_total`, `inflight_requests`, ... */
   gauges: Record<string, number>;
+  /** The counters of `gauges` (`*_total`) as per-second rates over the window: what is happening now. */
+  gauge_rates: Record<string, number>;
 }
 
 interface Sample {
@@ -181,9 +190,17 @@ export class DashboardSampler {
     const delta: Array<[number, number]> = base && base.buckets.length === now.buckets.length
       ? now.buckets.map(([le, c], i) => [le, Math.max(0, c - base!.buckets[i][1])])
       : [];
+    const gaugeRates: Record<string, number> = {};
+    for (const [k, v] of Object.entries(now.gauges)) {
+      if (!/^[a-z_]+_total(\{|$)/.test(k)) continue;
+      gaugeRates[k] = windowS > 0
+        ? Math.max(0, Math.round(((v - (base!.gauges[k] ?? 0)) / windowS) * 10) / 10)
+        : 0;
+    }
     return {
       at: new Date(now.at).toISOString(),
       window_s: Math.round(windowS * 10) / 10,
+      gauge_rates: gaugeRates,
       throughput,
       totals: now.totals,
       latency: percentiles(delta),
@@ -254,13 +271,33 @@ button.danger { border-color:var(--bad); color:#ffb1ab; } button.good { border-c
 #evtable { table-layout:fixed; }
 #evtable td { white-space:nowrap; overflow:hidden; text-overflow:ellipsis; }
 @media (max-width: 1100px) { .c3, .c4, .c5, .c6, .c7, .c8 { grid-column: span 12; } }
+.xscroll { overflow-x:auto; max-width:100%; }
+.range { display:inline-flex; gap:4px; float:right; }
+.range button { padding:2px 8px; font-size:12px; }
+.range button.on { border-color:var(--info); color:var(--info); }
+.sw.hatch { background: repeating-linear-gradient(45deg, #58a6ff55 0 3px, transparent 3px 6px); border:1px solid #58a6ff88; }
+#periods { margin:8px 0 0; padding:0; list-style:none; font-size:13px; color:var(--dim); }
+#periods li { margin:2px 0; }
+@media (max-width: 640px) {
+  header { padding:10px 12px; gap:8px; }
+  main { padding:10px 8px 16px; gap:10px; grid-template-columns: minmax(0, 1fr); }
+  .c3, .c4, .c5, .c6, .c7, .c8, .c12 { grid-column: 1 / -1; }
+  section { padding:12px 10px; }
+  .big { font-size:30px; }
+  .circuit { font-size:28px; }
+  #banner { margin:10px 8px 0; font-size:15px; }
+  #evtable { min-width:640px; }
+  .range { float:none; display:flex; margin-top:6px; }
+}
 `;
 
 const SCRIPT = `
 (function () {
 "use strict";
-var MAX_EVENTS = 100, HISTORY = 300;
-var chartHistory = []; // {t, delivered, dead_lettered, skipped_duplicate, open}
+var MAX_EVENTS = 100;
+// The server's memory (GET /dashboard/history): per-second samples and periods.
+var hist = { samples: [], periods: [], interval_ms: 1000, keep_ms: 7200000 };
+var rangeMs = 15 * 60 * 1000, lastSampleT = 0, skew = 0;
 var events = [];
 var token = "", retryMs = 1000;
 var COLORS = { delivered: "#3fb950", dead_lettered: "#f85149", skipped_duplicate: "#58a6ff" };
@@ -296,10 +333,14 @@ function since(s) {
 
 function render(d) {
   var s = d.status || {}, m = d.metrics || {}, ready = d.ready || { ready: false, checks: {} };
-  setText("updated", "updated " + new Date().toLocaleTimeString());
+  setText("updated", "updated " + utc(Date.now()) + " UTC");
+  var hp = d.health === "degraded" ? "warn" : d.health === "not_ready" ? "bad" : "ok";
+  var ht = d.health === "degraded" ? "DEGRADED: " + (d.reasons || []).join(", ")
+    : d.health === "not_ready" ? "NOT READY: " + (d.reasons || []).join(", ") : "READY";
   setText("mode", (s.mode || "?") + " mode · v" + (s.version || "?") + " · up " + since(s.uptime_s));
   var failing = Object.keys(ready.checks || {}).filter(function (k) { return !ready.checks[k].ok; });
-  pill("ready", ready.ready ? "ok" : "bad", ready.ready ? "READY" : "NOT READY: " + failing.join(", "));
+  if (d.health) { pill("ready", hp, ht); $("ready").dataset.health = d.health; }
+  else pill("ready", ready.ready ? "ok" : "bad", ready.ready ? "READY" : "NOT READY: " + failing.join(", "));
   pill("state", s.state === "running" ? "ok" : "warn", String(s.state || "?").toUpperCase());
 
   // Banner: what is wrong, in words.
@@ -321,9 +362,8 @@ function render(d) {
   setText("tp-delivered", fmt(tp.delivered || 0));
   setText("tp-dead", fmt(tp.dead_lettered || 0));
   setText("tp-skipped", fmt(tp.skipped_duplicate || 0));
-  setText("tot-delivered", fmt(tot.delivered || 0));
-  setText("tot-dead", fmt(tot.dead_lettered || 0));
-  setText("tot-skipped", fmt(tot.skipped_duplicate || 0));
+  void tot;
+  recentTotals();
   setText("tp-window", m.window_s ? "records/s, last " + m.window_s + " s" : "records/s (measuring…)");
   var lat = (m.latency && m.latency.count > 0) ? m.latency : null;
   setText("p50", lat ? fmt(lat.p50) : "–");
@@ -333,13 +373,14 @@ function render(d) {
   setText("lat-all", "since start: p50 " + fmt(all.p50) + " · p95 " + fmt(all.p95) + " · p99 " + fmt(all.p99) + " ms (" + fmt(all.count || 0) + " requests)");
   var g = m.gauges || {};
   setText("inflight", fmt(g.inflight_requests || 0));
-  setText("retries", fmt(g.retries_total || 0));
-  var errs = Object.keys(g).filter(function (k) { return k.indexOf("errors_total{") === 0 && g[k] > 0; })
-    .map(function (k) { return k.replace(/^[^"]*"|"}$/g, "") + " " + fmt(g[k]); });
-  setText("errors", errs.length ? errs.join(", ") : "none");
-  var tos = Object.keys(g).filter(function (k) { return k.indexOf("timeouts_total{") === 0 && g[k] > 0; })
-    .map(function (k) { return k.replace(/^[^"]*"|"}$/g, "") + " " + fmt(g[k]); });
-  setText("timeouts", tos.length ? tos.join(", ") : "none");
+  var gr = m.gauge_rates || {};
+  setText("retries", fmt(gr.retries_total || 0) + "/s");
+  var errs = Object.keys(gr).filter(function (k) { return k.indexOf("errors_total{") === 0 && gr[k] > 0; })
+    .map(function (k) { return k.replace(/^[^"]*"|"}$/g, "") + " " + fmt(gr[k]) + "/s"; });
+  setText("errors", errs.length ? errs.join(", ") : "none now");
+  var tos = Object.keys(gr).filter(function (k) { return k.indexOf("timeouts_total{") === 0 && gr[k] > 0; })
+    .map(function (k) { return k.replace(/^[^"]*"|"}$/g, "") + " " + fmt(gr[k]) + "/s"; });
+  setText("timeouts", tos.length ? tos.join(", ") : "none now");
 
   // Circuit.
   var c = $("circuit");
@@ -401,10 +442,69 @@ function render(d) {
     if (focus !== $("hang")) $("hang").checked = !!u.hang;
   }
 
-  chartHistory.push({ t: Date.now(), delivered: tp.delivered || 0, dead_lettered: tp.dead_lettered || 0,
-    skipped_duplicate: tp.skipped_duplicate || 0, open: s.circuit === "open", half: s.circuit === "halfOpen" });
-  if (chartHistory.length > HISTORY) chartHistory.shift();
-  draw();
+}
+
+function utc(ms) { return new Date(ms).toISOString().slice(11, 19); }
+
+var PERIOD_STYLE = {
+  breaker_open: { fill: "rgba(248,81,73,0.22)", label: "breaker open" },
+  breaker_half_open: { fill: "rgba(210,153,34,0.22)", label: "breaker half-open" },
+  not_ready: { fill: "rgba(248,81,73,0.10)", label: "not ready" },
+  drained: { hatch: "rgba(88,166,255,0.35)", label: "drained" },
+  backpressure: { hatch: "rgba(210,153,34,0.35)", label: "backpressure" },
+  audit_behind: { hatch: "rgba(163,113,247,0.35)", label: "audit behind" },
+};
+
+function loadHistory(full) {
+  var q = full || !lastSampleT ? "" : "?since=" + lastSampleT;
+  return fetch("/dashboard/history" + q, { cache: "no-store" }).then(function (r) { return r.json(); })
+    .then(function (h) {
+      skew = Date.now() - h.now;
+      hist.interval_ms = h.interval_ms; hist.keep_ms = h.keep_ms; hist.periods = h.periods;
+      if (full || !lastSampleT) hist.samples = h.samples;
+      else hist.samples = hist.samples.concat(h.samples);
+      var oldest = h.now - h.keep_ms;
+      while (hist.samples.length && hist.samples[0].t < oldest) hist.samples.shift();
+      if (hist.samples.length) lastSampleT = hist.samples[hist.samples.length - 1].t;
+      if (full && hist.samples.length) {
+        // First load: the smallest range that shows everything the server remembers.
+        var span = h.now - hist.samples[0].t, fit = [60000, 300000, 900000, 3600000, 7200000].filter(function (r) { return r >= span; })[0] || 7200000;
+        rangeMs = fit; setRange(fit);
+      }
+      $("chart").dataset.samples = String(hist.samples.length);
+      $("chart").dataset.periods = String(hist.periods.length);
+      draw(); listPeriods(); recentTotals();
+    }).catch(function () {});
+}
+
+function recentTotals() {
+  var since = Date.now() - skew - rangeMs, sum = { delivered: 0, dead_lettered: 0, skipped_duplicate: 0 };
+  var step = (hist.interval_ms || 1000) / 1000;
+  hist.samples.forEach(function (p) {
+    if (p.t < since) return;
+    sum.delivered += p.delivered * step; sum.dead_lettered += p.dead_lettered * step; sum.skipped_duplicate += p.skipped_duplicate * step;
+  });
+  var label = rangeLabel();
+  setText("tot-label-d", "delivered, last " + label); setText("tot-delivered", fmt(Math.round(sum.delivered)));
+  setText("tot-label-x", "dead-lettered, last " + label); setText("tot-dead", fmt(Math.round(sum.dead_lettered)));
+  setText("tot-label-s", "skipped, last " + label); setText("tot-skipped", fmt(Math.round(sum.skipped_duplicate)));
+}
+
+function rangeLabel() { return rangeMs >= 3600000 ? (rangeMs / 3600000) + " h" : (rangeMs / 60000) + " min"; }
+
+function listPeriods() {
+  var ul = $("periods"), since = Date.now() - skew - rangeMs;
+  ul.textContent = "";
+  var shown = hist.periods.filter(function (p) { return (p.to === null || p.to >= since) && PERIOD_STYLE[p.kind]; })
+    .slice(-8).reverse();
+  shown.forEach(function (p) {
+    var dur = ((p.to === null ? Date.now() - skew : p.to) - p.from) / 1000;
+    var li = el("li", "", PERIOD_STYLE[p.kind].label + ": " + utc(p.from) + " → " + (p.to === null ? "now" : utc(p.to)) +
+      " UTC (" + (dur < 90 ? Math.round(dur) + " s" : Math.round(dur / 60) + " min") + ")" + (p.detail ? " · " + p.detail : ""));
+    li.dataset.kind = p.kind;
+    ul.appendChild(li);
+  });
+  if (!shown.length) ul.appendChild(el("li", "", "No breaker, drain or readiness incident in the last " + rangeLabel()));
 }
 
 function draw() {
@@ -413,30 +513,70 @@ function draw() {
   if (cv.width !== w * dpr || cv.height !== h * dpr) { cv.width = w * dpr; cv.height = h * dpr; }
   ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
   ctx.clearRect(0, 0, w, h);
-  var max = 1;
-  chartHistory.forEach(function (p) { max = Math.max(max, p.delivered, p.dead_lettered, p.skipped_duplicate); });
-  max = max * 1.15;
-  var step = w / (HISTORY - 1), x0 = w - (chartHistory.length - 1) * step;
-  chartHistory.forEach(function (p, i) {
-    if (p.open || p.half) {
-      ctx.fillStyle = p.open ? "rgba(248,81,73,0.18)" : "rgba(210,153,34,0.18)";
-      ctx.fillRect(x0 + i * step - step / 2, 0, step + 1, h);
+  var axisH = 18, ch = h - axisH, t1 = Date.now() - skew, t0 = t1 - rangeMs;
+  var X = function (t) { return (t - t0) / rangeMs * w; };
+  hist.periods.forEach(function (p) {
+    var st = PERIOD_STYLE[p.kind]; if (!st) return;
+    var a = Math.max(X(p.from), 0), b = Math.min(X(p.to === null ? t1 : p.to), w);
+    if (b <= 0 || a >= w) return;
+    b = Math.max(b, a + 2);
+    if (st.fill) { ctx.fillStyle = st.fill; ctx.fillRect(a, 0, b - a, ch); }
+    else {
+      ctx.save(); ctx.beginPath(); ctx.rect(a, 0, b - a, ch); ctx.clip();
+      ctx.strokeStyle = st.hatch; ctx.lineWidth = 1;
+      for (var x = a - ch; x < b; x += 7) { ctx.beginPath(); ctx.moveTo(x, ch); ctx.lineTo(x + ch, 0); ctx.stroke(); }
+      ctx.restore();
     }
   });
+  var pts = hist.samples.filter(function (p) { return p.t >= t0 - 2000; });
+  // Downsample to about one point per pixel column (max of the bucket, so spikes stay visible).
+  var bucketMs = Math.max(hist.interval_ms || 1000, rangeMs / Math.max(w, 1));
+  var keys = Object.keys(COLORS), buckets = [];
+  pts.forEach(function (p) {
+    var k = Math.floor(p.t / bucketMs), last = buckets[buckets.length - 1];
+    if (!last || last.k !== k) { last = { k: k, t: p.t }; keys.forEach(function (c) { last[c] = 0; }); buckets.push(last); }
+    keys.forEach(function (c) { last[c] = Math.max(last[c], p[c] || 0); });
+  });
+  var max = 1;
+  buckets.forEach(function (p) { keys.forEach(function (c) { max = Math.max(max, p[c]); }); });
+  max = max * 1.15;
   ctx.strokeStyle = "#30363d"; ctx.lineWidth = 1; ctx.fillStyle = "#8b949e"; ctx.font = "11px system-ui";
   [0.5, 1].forEach(function (f) {
-    var y = h - (h - 4) * f / 1.15;
+    var y = ch - (ch - 4) * f / 1.15;
     ctx.beginPath(); ctx.moveTo(0, y); ctx.lineTo(w, y); ctx.stroke();
     ctx.fillText(fmt(max / 1.15 * f) + "/s", 4, y - 3);
   });
-  Object.keys(COLORS).forEach(function (k) {
+  // Time axis (UTC): about one label per 90 px, on round minutes.
+  var steps = [5000, 10000, 30000, 60000, 120000, 300000, 600000, 900000, 1800000, 3600000];
+  var tick = steps.filter(function (s) { return rangeMs / s <= Math.max(2, w / 90); })[0] || 3600000;
+  ctx.beginPath(); ctx.moveTo(0, ch + 0.5); ctx.lineTo(w, ch + 0.5); ctx.stroke();
+  ctx.textAlign = "center";
+  for (var t = Math.ceil(t0 / tick) * tick; t <= t1; t += tick) {
+    var x = X(t);
+    ctx.beginPath(); ctx.moveTo(x, ch); ctx.lineTo(x, ch + 4); ctx.stroke();
+    if (x > 20 && x < w - 20) ctx.fillText(new Date(t).toISOString().slice(11, tick < 60000 ? 19 : 16), x, h - 3);
+  }
+  ctx.textAlign = "start";
+  keys.forEach(function (k) {
     ctx.strokeStyle = COLORS[k]; ctx.lineWidth = 2; ctx.beginPath();
-    chartHistory.forEach(function (p, i) {
-      var x = x0 + i * step, y = h - 2 - (h - 4) * (p[k] / max);
-      if (i === 0) ctx.moveTo(x, y); else ctx.lineTo(x, y);
+    var prev = null;
+    buckets.forEach(function (p) {
+      var x = X(p.t), y = ch - 2 - (ch - 4) * (p[k] / max);
+      // A gap of more than 3 buckets (sluice was down) breaks the line.
+      if (prev === null || p.t - prev > bucketMs * 3 + (hist.interval_ms || 1000)) ctx.moveTo(x, y); else ctx.lineTo(x, y);
+      prev = p.t;
     });
     ctx.stroke();
   });
+  if (!pts.length) { ctx.fillStyle = "#8b949e"; ctx.fillText("no samples yet", w / 2 - 40, ch / 2); }
+}
+
+function setRange(ms) {
+  rangeMs = ms;
+  Array.prototype.forEach.call(document.querySelectorAll(".range button"), function (b) {
+    b.className = Number(b.dataset.ms) === ms ? "on" : "";
+  });
+  draw(); listPeriods(); recentTotals();
 }
 
 function summary(ev) {
@@ -453,6 +593,7 @@ function eventRow(ev) {
   var tr = el("tr", "sev-" + ev.severity);
   tr.dataset.type = ev.type;
   tr.appendChild(el("td", "m", (ev.timestamp || "").slice(11, 23)));
+  tr.title = ev.timestamp || "";
   tr.appendChild(el("td", "", ev.type));
   var where = ev.topic !== undefined ? ev.topic + (ev.partition !== undefined ? "/" + ev.partition : "") +
     (ev.data && ev.data.offset !== undefined ? "@" + ev.data.offset : "") : "";
@@ -466,7 +607,7 @@ function eventRow(ev) {
 }
 
 function addEvent(ev) {
-  if (ev.type === "system.heartbeat") { setText("hb", "heartbeat " + new Date().toLocaleTimeString()); return; }
+  if (ev.type === "system.heartbeat") { setText("hb", "heartbeat " + utc(Date.now()) + " UTC"); return; }
   if (ev.type === "record.completed" && !$("show-completed").checked) return;
   if (ev.type === "circuit.changed") poll();
   var body = $("events");
@@ -532,9 +673,14 @@ $("break").onclick = function () { control("PUT", "/control/upstream", { errorRa
 $("heal").onclick = function () { control("PUT", "/control/upstream", { errorRate: 0, hang: false }); };
 $("drain").onclick = function () { control("POST", "/control/drain", {}); };
 $("resume").onclick = function () { control("POST", "/control/resume", {}); };
+Array.prototype.forEach.call(document.querySelectorAll(".range button"), function (b) {
+  b.onclick = function () { setRange(Number(b.dataset.ms)); };
+});
 window.addEventListener("resize", draw);
 poll();
 setInterval(poll, 1000);
+loadHistory(true);
+setInterval(function () { loadHistory(false); }, 2000);
 connect();
 })();
 `;
@@ -572,9 +718,9 @@ export const DASHBOARD_PAGE: string = `<!doctype html>
     </div>
     <div class="meta" id="tp-window">records/s</div>
     <dl class="kv">
-      <dt>total delivered</dt><dd id="tot-delivered">–</dd>
-      <dt>total dead-lettered</dt><dd id="tot-dead">–</dd>
-      <dt>total skipped</dt><dd id="tot-skipped">–</dd>
+      <dt id="tot-label-d">delivered, last 15 min</dt><dd id="tot-delivered">–</dd>
+      <dt id="tot-label-x">dead-lettered, last 15 min</dt><dd id="tot-dead">–</dd>
+      <dt id="tot-label-s">skipped, last 15 min</dt><dd id="tot-skipped">–</dd>
     </dl>
   </section>
   <section class="c4" id="latency">
@@ -600,14 +746,19 @@ export const DASHBOARD_PAGE: string = `<!doctype html>
       <dt>rate limit</dt><dd id="rate">–</dd>
     </dl>
   </section>
-  <section class="c8">
-    <h2>Records/s by outcome (shaded: circuit open)</h2>
+  <section class="c8" id="history">
+    <h2>Records/s by outcome <span class="meta">(time in UTC, kept by the server for 2 h)</span>
+      <span class="range"><button data-ms="60000">1 min</button><button data-ms="300000">5 min</button><button data-ms="900000" class="on">15 min</button><button data-ms="3600000">1 h</button><button data-ms="7200000">2 h</button></span></h2>
     <canvas id="chart"></canvas>
     <div class="legend">
       <span><i class="sw" style="background:#3fb950"></i>delivered</span>
       <span><i class="sw" style="background:#f85149"></i>dead-lettered</span>
       <span><i class="sw" style="background:#58a6ff"></i>skipped duplicate</span>
+      <span><i class="sw" style="background:rgba(248,81,73,0.45)"></i>breaker open</span>
+      <span><i class="sw" style="background:rgba(210,153,34,0.45)"></i>half-open</span>
+      <span><i class="sw hatch"></i>drained</span>
     </div>
+    <ul id="periods"></ul>
   </section>
   <section class="c4" id="audit">
     <h2>Audit trail</h2>
@@ -623,10 +774,10 @@ export const DASHBOARD_PAGE: string = `<!doctype html>
   </section>
   <section class="c5">
     <h2>Partitions <span class="meta" id="lag-total"></span></h2>
-    <table>
+    <div class="xscroll"><table>
       <thead><tr><th>Topic</th><th>Part.</th><th>State</th><th>Lag</th><th>In flight</th><th>Committed</th></tr></thead>
       <tbody id="partitions"><tr><td colspan="6" class="empty">Loading…</td></tr></tbody>
-    </table>
+    </table></div>
   </section>
   <section class="c7" id="controls">
     <h2>Controls</h2>
@@ -655,7 +806,7 @@ export const DASHBOARD_PAGE: string = `<!doctype html>
   <section class="c12">
     <h2>Latest events <span class="meta" id="hb"></span>
       <label style="display:inline-flex;float:right;margin:0;text-transform:none;letter-spacing:0"><input id="show-completed" type="checkbox" checked> show record.completed</label></h2>
-    <div class="scroll"><table id="evtable">
+    <div class="scroll xscroll"><table id="evtable">
       <colgroup><col style="width:105px"><col style="width:190px"><col style="width:130px"><col style="width:300px"><col></colgroup>
       <thead><tr><th>Time (UTC)</th><th>Type</th><th>Where</th><th>Trace id</th><th>Detail</th></tr></thead>
       <tbody id="events"><tr><td colspan="5" class="empty">Waiting for events…</td></tr></tbody>

@@ -12,6 +12,7 @@
  */
 import type { Context } from "hono";
 import type { Registry } from "prom-client";
+import type { DashboardHistory } from "./history.ts";
 import type { Inspector } from "./inspector.ts";
 import type { WsHub } from "./ws_hub.ts";
 import type { FailureReason } from "../actors/audit/event.ts";
@@ -209,4 +210,6 @@ export interface AppDeps {
   hub?: WsHub;
   /** Actor inspector for `/inspect*`; default: a new inspector on the actor registry. */
   inspector?: Inspector;
+  /** Dashboard history (`/dashboard/history`); default: a new one, sampling from `createApp` on. */
+  history?: DashboardHistory;
 }

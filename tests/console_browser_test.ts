@@ -1,0 +1,170 @@
+/**
+ * The operator's console in headless Chromium (Debian `chromium`, npm
+ * `playwright-core`) against a real sluice in local mode (issue 15):
+ *
+ * - dashboard: an incident (breaker open, drain) that happened before the
+ *   page was opened is on the chart and in the period list; it survives a
+ *   reload; readiness shows DEGRADED while the breaker is open; no
+ *   horizontal scroll at 390 px;
+ * - DLQ panel: the list shows dead letters; one opens with its payload and
+ *   headers; its replay button replays that one letter and the list says it
+ *   was delivered since; a trace id opens that record's audit timeline;
+ * - inspector: the breaker's statechart (drawn from the XState machine)
+ *   shows closed, open and halfOpen with the current one lit, and follows
+ *   changes without reload; internal events are collapsed; no horizontal
+ *   scroll at 390 px.
+ *
+ * Screenshots go to `test-artifacts/screenshots/` (`SLUICE_TEST_ARTIFACTS`
+ * to change it); their paths are printed.
+ */
+import assert from "node:assert/strict";
+import { type Browser, chromium, type Page } from "playwright-core";
+import { waitFor } from "./harness/procs.ts";
+import { type SluiceProcess, startSluiceProcess } from "./harness/sluice_process.ts";
+
+const CHROMIUM = "/usr/bin/chromium";
+const ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"];
+const ARTIFACTS = Deno.env.get("SLUICE_TEST_ARTIFACTS") ??
+  new URL("../test-artifacts/screenshots", import.meta.url).pathname;
+
+interface Status {
+  circuit: string;
+  pause_reasons: string[];
+}
+
+function watchErrors(page: Page, into: string[]): void {
+  page.on("pageerror", (e) => into.push(`${page.url()}: ${e}`));
+  page.on("console", (m) => m.type() === "error" && into.push(`${page.url()}: ${m.text()}`));
+}
+
+async function shot(page: Page, name: string, fullPage = true): Promise<string> {
+  await Deno.mkdir(ARTIFACTS, { recursive: true });
+  const path = `${ARTIFACTS}/${name}.png`;
+  await page.screenshot({ path, fullPage });
+  assert.ok((await Deno.stat(path)).size > 5_000, `${path} has content`);
+  console.log(`screenshot: ${path}`);
+  return path;
+}
+
+async function noHorizontalScroll(page: Page): Promise<void> {
+  // Evaluated in the page (a string: Deno's type-check has no DOM).
+  const [sw, iw] = await page.evaluate(
+    "[document.documentElement.scrollWidth, window.innerWidth]",
+  ) as [number, number];
+  assert.ok(sw <= iw, `no horizontal scroll: scrollWidth ${sw} > ${iw}`);
+}
+
+async function put(proc: SluiceProcess, path: string, body: unknown): Promise<void> {
+  await proc.json(path, {
+    method: "PUT",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+}
+
+async function withConsole(
+  fn: (proc: SluiceProcess, browser: Browser, errors: string[]) => Promise<void>,
+): Promise<void> {
+  const proc = await startSluiceProcess({
+    env: {
+      SLUICE_MAX_RETRIES: "0",
+      SLUICE_BREAKER_VOLUME: "5",
+      SLUICE_BREAKER_RESET_MS: "3000",
+      SLUICE_BREAKER_WINDOW_MS: "3000",
+      SLUICE_AUDIT_BATCH_AGE_MS: "300",
+    },
+  });
+  let browser: Browser | undefined;
+  const errors: string[] = [];
+  try {
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS });
+    await fn(proc, browser, errors);
+    assert.deepEqual(errors, []);
+  } catch (e) {
+    console.error(`--- sluice output ---\n${proc.output().slice(-6000)}`);
+    throw e;
+  } finally {
+    await browser?.close();
+    const killer = setTimeout(() => proc.stop("SIGKILL"), 20_000);
+    const code = await proc.stop("SIGTERM");
+    clearTimeout(killer);
+    assert.equal(code, 0);
+  }
+}
+
+/** Fails the simulated upstream until the breaker opens, then heals it and waits for closed. */
+async function incident(proc: SluiceProcess, opts: { drain?: boolean } = {}): Promise<void> {
+  const status = () => proc.json("/status") as Promise<Status>;
+  await put(proc, "/control/upstream", { errorRate: 1 });
+  await waitFor(async () => (await status()).circuit === "open", {
+    timeoutMs: 20_000,
+    message: "breaker open",
+  });
+  if (opts.drain) {
+    await proc.json("/control/drain", { method: "POST" });
+    await new Promise((r) => setTimeout(r, 2500));
+    await proc.json("/control/resume", { method: "POST" });
+  }
+  await put(proc, "/control/upstream", { errorRate: 0 });
+  await waitFor(async () => (await status()).circuit === "closed", {
+    timeoutMs: 20_000,
+    message: "breaker closed again",
+  });
+}
+
+Deno.test("browser: the dashboard remembers an incident it did not see (server history), survives a reload, shows DEGRADED, fits 390 px", async () => {
+  await withConsole(async (proc, browser, errors) => {
+    // The incident happens with no page open.
+    await incident(proc, { drain: true });
+    await new Promise((r) => setTimeout(r, 1500));
+
+    const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+    watchErrors(page, errors);
+    await page.goto(`${proc.url}/`);
+    const chart = page.locator("#chart");
+    await waitFor(async () => Number(await chart.getAttribute("data-periods")) >= 2, {
+      timeoutMs: 10_000,
+      message: "periods loaded from /dashboard/history",
+    });
+    for (const kind of ["breaker_open", "drained"]) {
+      await page.locator(`#periods li[data-kind="${kind}"]`).first().waitFor({ timeout: 5000 });
+    }
+    const openText = await page.locator('#periods li[data-kind="breaker_open"]').first()
+      .innerText();
+    assert.match(openText, /breaker open: \d\d:\d\d:\d\d → \d\d:\d\d:\d\d UTC/);
+    assert.match(await page.locator("#updated").innerText(), /UTC$/);
+    const samples = Number(await chart.getAttribute("data-samples"));
+    assert.ok(samples >= 3, `${samples} samples from before the page was opened`);
+    await shot(page, "dashboard-after-incident");
+
+    // A reload shows the same incident (nothing lived in the page).
+    await page.reload();
+    await page.locator('#periods li[data-kind="breaker_open"]').first().waitFor({
+      timeout: 10_000,
+    });
+    assert.equal(
+      await page.locator('#periods li[data-kind="breaker_open"]').first().innerText(),
+      openText,
+    );
+
+    // Live: DEGRADED while the breaker is open, READY again after.
+    await put(proc, "/control/upstream", { errorRate: 1 });
+    await page.locator('#ready[data-health="degraded"]', { hasText: "DEGRADED" }).waitFor({
+      timeout: 20_000,
+    });
+    assert.match(await page.locator("#ready").innerText(), /circuit breaker (open|half-open)/);
+    await shot(page, "dashboard-degraded-breaker-open");
+    await put(proc, "/control/upstream", { errorRate: 0 });
+    await page.locator('#ready[data-health="ready"]').waitFor({ timeout: 20_000 });
+
+    // A phone.
+    const phone = await browser.newPage({ viewport: { width: 390, height: 844 } });
+    watchErrors(phone, errors);
+    await phone.goto(`${proc.url}/`);
+    await phone.locator('#periods li[data-kind="breaker_open"]').first().waitFor({
+      timeout: 10_000,
+    });
+    await noHorizontalScroll(phone);
+    await shot(phone, "dashboard-390px");
+  });
+});
