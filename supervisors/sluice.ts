@@ -130,6 +130,8 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
       secretKey: config.s3SecretKey!,
     })
     : new FsAuditStore(`${config.dataDir}/audit`);
+  // The local store exists from the start: `audit report` tells "no store here" from "no events yet".
+  if (!config.s3Endpoint) await Deno.mkdir(`${config.dataDir}/audit`, { recursive: true });
   let sim: SimUpstream | undefined;
   if (!config.upstreamUrl) sim = await startSimulatedUpstream({ latencyMs: 20, jitterMs: 20 });
   const upstreamUrl = config.upstreamUrl ?? sim!.url;

@@ -16,8 +16,10 @@
  *   listed as skipped. `POST /control/shutdown` runs last and must end the
  *   instance with exit 0.
  *
- * Only the port changes: `127.0.0.1:9090` becomes the test's free port (and
- * `SLUICE_HTTP_PORT` for the CLI). `curl` runs with `--fail-with-body`, so an
+ * Only the port and the data directory change: `127.0.0.1:9090` becomes the
+ * test's free port (and `SLUICE_HTTP_PORT` for the CLI), and every command
+ * gets the instance's `SLUICE_DATA_DIR` (the README runs them from the
+ * directory sluice runs in, so `./data` is the same). `curl` runs with `--fail-with-body`, so an
  * HTTP error fails the command (the README's `-sS` shows errors, the test
  * also counts them), and pipelines run with `pipefail` (a `grep` that finds
  * nothing fails). The runbook instance consumes `events` and `orders` (the
@@ -80,6 +82,8 @@ function childEnv(extra: Record<string, string>): Record<string, string> {
 interface Instance {
   pid: number;
   port: number;
+  /** The instance's data directory: the CLI reads the same (as from the same directory). */
+  dataDir: string;
   out(): string;
   done: Promise<number>;
 }
@@ -121,7 +125,7 @@ async function startInstance(startLine: string, env: Record<string, string>): Pr
     return r?.status === 200;
   }, { timeoutMs: 90_000, intervalMs: 250, message: "the README's sluice ready" });
   if (exited) throw new Error(`sluice exited before it was ready:\n${text}`);
-  return { pid: child.pid, port, out: () => text, done };
+  return { pid: child.pid, port, dataDir, out: () => text, done };
 }
 
 interface Ran {
@@ -130,7 +134,8 @@ interface Ran {
   output: string;
 }
 
-async function runCommand(command: string, port: number): Promise<Ran> {
+async function runCommand(command: string, inst: Instance): Promise<Ran> {
+  const port = inst.port;
   const local = command.replaceAll("127.0.0.1:9090", `127.0.0.1:${port}`);
   const script = [
     "set -o pipefail",
@@ -140,7 +145,11 @@ async function runCommand(command: string, port: number): Promise<Ran> {
   const out = await new Deno.Command("bash", {
     args: ["-c", script],
     cwd: ROOT,
-    env: childEnv({ SLUICE_HTTP_PORT: String(port), NO_COLOR: "1" }),
+    env: childEnv({
+      SLUICE_HTTP_PORT: String(port),
+      SLUICE_DATA_DIR: inst.dataDir,
+      NO_COLOR: "1",
+    }),
     clearEnv: true,
     stdin: "null",
     stdout: "piped",
@@ -189,10 +198,10 @@ Deno.test("README quick start: every command runs against the instance its start
   try {
     for (const c of commands) {
       if (c.startsWith("kill -TERM <pid>")) continue;
-      ran.push(await runCommand(c, inst.port));
+      ran.push(await runCommand(c, inst));
     }
     const kill = commands.find((c) => c.startsWith("kill -TERM <pid>"))!;
-    ran.push(await runCommand(kill.replace("<pid>", String(inst.pid)), inst.port));
+    ran.push(await runCommand(kill.replace("<pid>", String(inst.pid)), inst));
     const code = await inst.done;
     console.log(report("quick start", ran));
     assert.equal(failures(ran), "");
@@ -222,9 +231,9 @@ Deno.test("README runbook: every curl and sluice command runs against a local in
   try {
     const last = run.filter((c) => c.includes("/control/shutdown"));
     for (const c of run.filter((c) => !c.includes("/control/shutdown"))) {
-      ran.push(await runCommand(c, inst.port));
+      ran.push(await runCommand(c, inst));
     }
-    for (const c of last) ran.push(await runCommand(c, inst.port));
+    for (const c of last) ran.push(await runCommand(c, inst));
     const code = await inst.done;
     console.log(report("runbook", ran));
     console.log(
