@@ -9,7 +9,8 @@
  * POST /control/drain  /control/resume  /control/shutdown  /control/replay
  * PUT  /control/rate  /control/load  /control/upstream
  * GET|DELETE /control/replay/:id
- * GET  /dlq   POST /dlq/:id/replay
+ * GET  /dlq   POST /dlq/:id/replay  POST /dlq/replay
+ * GET  /audit/trace/:traceId                    (one record's audit timeline)
  * ```
  *
  * Control and DLQ routes pass `controlAuth` first (401/403). Every route has
@@ -19,6 +20,7 @@
  * @module
  */
 import { Hono } from "hono";
+import { auditRoutes } from "./audit_routes.ts";
 import { controlAuth } from "./auth.ts";
 import { limitBody } from "./body.ts";
 import { controlRoutes } from "./control_routes.ts";
@@ -48,10 +50,12 @@ export function createApp(deps: AppDeps): Hono {
   const auth = controlAuth({ token: deps.controlToken, clientAddress: deps.clientAddress });
   app.use("/control/*", auth);
   app.use("/dlq/*", auth);
+  app.use("/audit/*", auth);
   app.use("*", limitBody({ maxBytes: deps.limits?.maxBytes }));
 
   observeRoutes(app, deps, hub, inspector, history);
   controlRoutes(app, deps);
+  auditRoutes(app, deps);
   installMethodNotAllowed(app);
 
   closers.set(app, () => {

@@ -278,6 +278,20 @@ button.danger { border-color:var(--bad); color:#ffb1ab; } button.good { border-c
 .sw.hatch { background: repeating-linear-gradient(45deg, #58a6ff55 0 3px, transparent 3px 6px); border:1px solid #58a6ff88; }
 #periods { margin:8px 0 0; padding:0; list-style:none; font-size:13px; color:var(--dim); }
 #periods li { margin:2px 0; }
+.filters { display:flex; flex-wrap:wrap; gap:8px; align-items:center; margin-bottom:10px; }
+.filters input, .filters select { background:var(--bg); color:var(--text); border:1px solid var(--line);
+  border-radius:6px; padding:5px 8px; font-size:14px; max-width:100%; }
+.filters input { width:140px; }
+#dlqtable td { white-space:nowrap; } #dlqtable td.err { white-space:normal; min-width:180px; }
+#dlqtable tr.sel { background:#1f6feb33; }
+.yes { color:var(--ok); font-weight:600; } .no { color:var(--dim); }
+.detail { margin-top:12px; border-top:1px solid var(--line); padding-top:10px; }
+.detail pre { background:var(--bg); border:1px solid var(--line); border-radius:6px; padding:8px; margin:6px 0;
+  max-height:260px; overflow:auto; white-space:pre-wrap; word-break:break-all; font-size:12.5px; }
+a.trace { font-family: ui-monospace, Menlo, Consolas, monospace; cursor:pointer; }
+#tracebox table td { white-space:nowrap; } #tracebox td.err { white-space:normal; }
+.tokenask { display:none; margin:8px 0; padding:8px 10px; border:1px solid var(--warn); border-radius:6px; }
+.tokenask.show { display:flex; flex-wrap:wrap; gap:8px; align-items:center; }
 @media (max-width: 640px) {
   header { padding:10px 12px; gap:8px; }
   main { padding:10px 8px 16px; gap:10px; grid-template-columns: minmax(0, 1fr); }
@@ -598,7 +612,9 @@ function eventRow(ev) {
   var where = ev.topic !== undefined ? ev.topic + (ev.partition !== undefined ? "/" + ev.partition : "") +
     (ev.data && ev.data.offset !== undefined ? "@" + ev.data.offset : "") : "";
   tr.appendChild(el("td", "m", where));
-  tr.appendChild(el("td", "m", ev.trace_id || ""));
+  var tdTrace = el("td", "m");
+  if (ev.trace_id) tdTrace.appendChild(traceLink(ev.trace_id, ev.timestamp));
+  tr.appendChild(tdTrace);
   var sum = summary(ev);
   var td = el("td", "", sum);
   td.title = sum;
@@ -610,6 +626,7 @@ function addEvent(ev) {
   if (ev.type === "system.heartbeat") { setText("hb", "heartbeat " + utc(Date.now()) + " UTC"); return; }
   if (ev.type === "record.completed" && !$("show-completed").checked) return;
   if (ev.type === "circuit.changed") poll();
+  if (ev.type === "record.dead_lettered") dlqDirty = true;
   var body = $("events");
   if (body.querySelector(".empty")) body.textContent = "";
   body.insertBefore(eventRow(ev), body.firstChild);
@@ -634,7 +651,8 @@ function connect() {
   };
 }
 
-var polling = false;
+var polling = false, dlqDirty = false;
+setInterval(function () { if (dlqDirty) { dlqDirty = false; loadDlq(); } }, 3000);
 function poll() {
   if (polling) return;
   polling = true;
@@ -646,7 +664,7 @@ function poll() {
 
 function control(method, path, body) {
   var headers = { "content-type": "application/json" };
-  token = $("token").value.trim();
+  if ($("token").value.trim()) token = $("token").value.trim();
   if (token) headers.authorization = "Bearer " + token;
   setText("ctlmsg", method + " " + path + " …");
   return fetch(path, { method: method, headers: headers, body: JSON.stringify(body) })
@@ -662,6 +680,193 @@ function control(method, path, body) {
     })
     .catch(function (e) { setText("ctlmsg", "✗ " + e); });
 }
+
+// ---- Control token: asked once (kept for this browser tab), sent on /control, /dlq and /audit.
+try { token = sessionStorage.getItem("sluiceToken") || ""; } catch (e) { token = ""; }
+var pendingRetry = null;
+function api(method, path, body) {
+  var headers = {};
+  if (body !== undefined) headers["content-type"] = "application/json";
+  if (token) headers.authorization = "Bearer " + token;
+  return fetch(path, { method: method, headers: headers, body: body === undefined ? undefined : JSON.stringify(body), cache: "no-store" })
+    .then(function (r) {
+      return r.json().catch(function () { return {}; }).then(function (j) {
+        if (r.status === 401 || r.status === 403) {
+          askToken((j.error && j.error.message) || "control token required");
+          return new Promise(function (resolve, reject) {
+            pendingRetry = function () { api(method, path, body).then(resolve, reject); };
+          });
+        }
+        if (!r.ok) throw new Error(r.status + " " + ((j.error && j.error.message) || r.statusText));
+        return j;
+      });
+    });
+}
+function askToken(why) {
+  Array.prototype.forEach.call(document.querySelectorAll(".tokenask"), function (b) {
+    b.classList.add("show");
+    b.querySelector(".why").textContent = why + ": enter the control token (asked once)";
+  });
+}
+Array.prototype.forEach.call(document.querySelectorAll(".tokenask"), function (b) {
+  b.querySelector("button").onclick = function () {
+    token = b.querySelector("input").value.trim();
+    $("token").value = token;
+    try { sessionStorage.setItem("sluiceToken", token); } catch (e) { /* private mode */ }
+    Array.prototype.forEach.call(document.querySelectorAll(".tokenask"), function (x) { x.classList.remove("show"); });
+    var retry = pendingRetry; pendingRetry = null; if (retry) retry();
+  };
+});
+
+// ---- Dead letters.
+var dlqItems = [], dlqOpen = null;
+function dlqQuery() {
+  var q = new URLSearchParams();
+  if ($("dlq-topic").value.trim()) q.set("topic", $("dlq-topic").value.trim());
+  if ($("dlq-reason").value) q.set("reason", $("dlq-reason").value);
+  return q;
+}
+function loadDlq() {
+  var q = dlqQuery();
+  q.set("order", "newest"); q.set("limit", "50"); q.set("payload_limit", "4096");
+  setText("dlq-msg", "loading…");
+  return api("GET", "/dlq?" + q.toString()).then(function (page) {
+    dlqItems = page.items || [];
+    renderDlq(page);
+  }).catch(function (e) { setText("dlq-msg", "✗ " + e.message); });
+}
+function keyOf(d) {
+  if (d.original_key === null || d.original_key === undefined) return "(none)";
+  return d.original_key_encoding === "base64" ? "b64:" + d.original_key : d.original_key;
+}
+function traceLink(id, atIso) {
+  var a = el("a", "trace", id);
+  a.href = "#trace=" + id;
+  a.dataset.trace = id;
+  a.onclick = function (ev) { ev.preventDefault(); openTrace(id, atIso); };
+  return a;
+}
+function renderDlq(page) {
+  var body = $("dlq-rows");
+  body.textContent = "";
+  dlqItems.forEach(function (d) {
+    var tr = el("tr");
+    tr.dataset.id = d.id;
+    if (dlqOpen === d.id) tr.className = "sel";
+    tr.appendChild(el("td", "m", (d.timestamp || "").slice(0, 19).replace("T", " ")));
+    tr.appendChild(el("td", "m", d.id));
+    tr.appendChild(el("td", "", d.failure_reason));
+    tr.appendChild(el("td", "m", keyOf(d)));
+    tr.appendChild(el("td", "err", d.error_message));
+    var del = el("td", d.delivered_since ? "yes delivered" : "no delivered", d.delivered_since ? "yes" : "no");
+    tr.appendChild(del);
+    var act = el("td"), open = el("button", "", "Open"), rep = el("button", "good", "Replay");
+    open.className = "open"; rep.className = "good replay";
+    open.onclick = function () { showDlq(d.id); };
+    rep.onclick = function () { replayOne(d.id); };
+    act.appendChild(open); act.appendChild(document.createTextNode(" ")); act.appendChild(rep);
+    tr.appendChild(act);
+    body.appendChild(tr);
+  });
+  if (!dlqItems.length) {
+    var tr = el("tr"), td = el("td", "empty", "No dead letters" + (dlqQuery().toString() ? " matching the filter" : ""));
+    td.colSpan = 7; tr.appendChild(td); body.appendChild(tr);
+  }
+  setText("dlq-msg", dlqItems.length + " shown, newest first" + (page.next_cursor ? " (older ones: sluice dlq list)" : "") +
+    " · updated " + utc(Date.now()) + " UTC");
+  if (dlqOpen) showDlq(dlqOpen, true);
+}
+function showDlq(id, quiet) {
+  var d = dlqItems.filter(function (x) { return x.id === id; })[0];
+  var box = $("dlq-detail");
+  if (!d) { if (!quiet) box.textContent = ""; return; }
+  dlqOpen = id;
+  Array.prototype.forEach.call(document.querySelectorAll("#dlq-rows tr"), function (r) { r.className = r.dataset.id === id ? "sel" : ""; });
+  box.textContent = "";
+  box.dataset.id = id;
+  box.appendChild(el("h2", "", "Dead letter " + id));
+  var dl = el("dl", "kv");
+  var add = function (k, v) { dl.appendChild(el("dt", "", k)); var dd = el("dd"); if (v instanceof Node) dd.appendChild(v); else dd.textContent = String(v); dl.appendChild(dd); };
+  add("dead-lettered", (d.timestamp || "") + " (UTC)");
+  add("reason", d.failure_reason + ": " + d.error_message);
+  add("retries", d.retry_count + " (first " + d.first_failure + ", last " + d.last_failure + ")");
+  add("key", keyOf(d));
+  add("trace", traceLink(d.trace_id, d.timestamp));
+  add("delivered since", d.delivered_since ? "yes" : "no");
+  box.appendChild(dl);
+  var pl = d.original_payload === null ? "(no payload)" : d.original_payload;
+  box.appendChild(el("div", "lbl", "payload (" + d.original_payload_encoding + ")" +
+    (d.original_payload_truncated ? ": first 4096 of " + d.original_payload_length + " characters" : "")));
+  var pre = el("pre", "payload", pl); box.appendChild(pre);
+  var hs = Object.keys(d.original_headers || {});
+  box.appendChild(el("div", "lbl", "headers (" + hs.length + ")"));
+  var hpre = el("pre", "headers", hs.length ? hs.slice(0, 50).map(function (k) {
+    var v = String(d.original_headers[k]); return k + ": " + (v.length > 300 ? v.slice(0, 300) + "…" : v);
+  }).join("\\n") : "(none)");
+  box.appendChild(hpre);
+  var b = el("button", "good", "Replay this dead letter"); b.onclick = function () { replayOne(id); };
+  box.appendChild(b);
+}
+function replayOne(id) {
+  setText("dlq-msg", "POST /dlq/" + id + "/replay …");
+  return api("POST", "/dlq/" + encodeURIComponent(id) + "/replay").then(function (r) {
+    setText("dlq-result", id + ": " + r.status + (r.status === "already_delivered" ? " (nothing sent)" : "") +
+      (r.failure_reason ? " · " + r.failure_reason + " " + (r.error_message || "") : ""));
+    $("dlq-result").dataset.status = r.status;
+    return loadDlq();
+  }).catch(function (e) { setText("dlq-result", "✗ " + e.message); });
+}
+function replayFiltered() {
+  var q = dlqQuery(), body = {};
+  if (q.get("topic")) body.topic = q.get("topic");
+  if (q.get("reason")) body.reason = q.get("reason");
+  var what = Object.keys(body).length ? JSON.stringify(body) : "every dead letter of every topic";
+  if (!window.confirm("Replay " + what + "? Records already delivered are skipped.")) return;
+  api("POST", "/dlq/replay", body).then(function (r) {
+    setText("dlq-result", "bulk replay " + r.id + " started: progress in the events below (replay.progress)");
+    setTimeout(loadDlq, 1500);
+  }).catch(function (e) { setText("dlq-result", "✗ " + e.message); });
+}
+$("dlq-refresh").onclick = loadDlq;
+$("dlq-replay-all").onclick = replayFiltered;
+$("dlq-topic").onchange = loadDlq;
+$("dlq-reason").onchange = loadDlq;
+
+// ---- Trace timeline (the audit report of one trace).
+function openTrace(id, atIso) {
+  var at = atIso ? Date.parse(atIso) : Date.now();
+  var from = at - 10 * 60000, to = Math.max(at + 5 * 60000, Date.now() + 60000);
+  var box = $("tracebox");
+  box.style.display = "";
+  box.dataset.trace = id;
+  setText("trace-title", "Audit timeline of trace " + id);
+  setText("trace-msg", "reading the audit store (" + new Date(from).toISOString().slice(11, 19) + "–" + new Date(to).toISOString().slice(11, 19) + " UTC)…");
+  $("trace-rows").textContent = "";
+  try { history.replaceState(null, "", "#trace=" + id); } catch (e) { /* ignore */ }
+  api("GET", "/audit/trace/" + id + "?from=" + from + "&to=" + to).then(function (r) {
+    var rows = r.timeline || [];
+    setText("trace-msg", rows.length + " audit events from " + (r.store || "the audit store") +
+      (rows.length ? "" : " (events reach the store in batches: retry in a few seconds)"));
+    rows.forEach(function (e) {
+      var tr = el("tr");
+      tr.dataset.type = e.event_type;
+      tr.appendChild(el("td", "m", (e.timestamp || "").slice(11, 23)));
+      tr.appendChild(el("td", "", e.event_type));
+      tr.appendChild(el("td", "", e.outcome));
+      tr.appendChild(el("td", "m", e.topic + "/" + e.partition + "@" + e.offset));
+      tr.appendChild(el("td", "", e.status_code === null ? "–" : e.status_code));
+      tr.appendChild(el("td", "", e.latency_ms === null ? "–" : fmt(e.latency_ms) + " ms"));
+      tr.appendChild(el("td", "", e.retry_count));
+      tr.appendChild(el("td", "err", [e.error_code, e.timeout_type, e.error_message].filter(Boolean).join(" · ")));
+      $("trace-rows").appendChild(tr);
+    });
+    box.scrollIntoView({ block: "nearest" });
+  }).catch(function (e) { setText("trace-msg", "✗ " + e.message); });
+}
+$("trace-close").onclick = function () { $("tracebox").style.display = "none"; try { history.replaceState(null, "", "#"); } catch (e) { /* ignore */ } };
+if (/^#trace=[0-9a-f]{32}$/.test(location.hash)) openTrace(location.hash.slice(7));
+loadDlq();
+setInterval(function () { if (document.visibilityState !== "hidden") loadDlq(); }, 10000);
 
 $("apply-load").onclick = function () { control("PUT", "/control/load", { rate: Number($("load-rate").value) }); };
 $("apply-sim").onclick = function () {
@@ -802,6 +1007,32 @@ export const DASHBOARD_PAGE: string = `<!doctype html>
       </fieldset>
     </div>
     <div id="ctlmsg"></div>
+  </section>
+  <section class="c12" id="dlq">
+    <h2>Dead letters <span class="meta" id="dlq-msg"></span></h2>
+    <div class="filters">
+      <input id="dlq-topic" placeholder="topic (all)" aria-label="topic">
+      <select id="dlq-reason" aria-label="reason"><option value="">every reason</option>
+        <option>DESERIALIZATION_ERROR</option><option>VALIDATION_ERROR</option><option>PROCESSING_ERROR</option>
+        <option>TIMEOUT_ERROR</option><option>CIRCUIT_OPEN</option><option>UNKNOWN_ERROR</option></select>
+      <button id="dlq-refresh">Refresh</button>
+      <button id="dlq-replay-all" class="good">Replay filtered…</button>
+    </div>
+    <div class="tokenask"><span class="why"></span><input type="password" autocomplete="off" aria-label="control token"><button>Use token</button></div>
+    <div class="meta" id="dlq-result"></div>
+    <div class="xscroll scroll"><table id="dlqtable">
+      <thead><tr><th>Dead-lettered (UTC)</th><th>Id</th><th>Reason</th><th>Key</th><th>Error</th><th>Delivered since</th><th></th></tr></thead>
+      <tbody id="dlq-rows"><tr><td colspan="7" class="empty">Loading…</td></tr></tbody>
+    </table></div>
+    <div class="detail" id="dlq-detail"></div>
+  </section>
+  <section class="c12" id="tracebox" style="display:none">
+    <h2><span id="trace-title">Audit timeline</span> <button id="trace-close" style="float:right">Close</button></h2>
+    <div class="meta" id="trace-msg"></div>
+    <div class="xscroll"><table>
+      <thead><tr><th>Time (UTC)</th><th>Event</th><th>Outcome</th><th>Record</th><th>Status</th><th>Latency</th><th>Retries</th><th>Error</th></tr></thead>
+      <tbody id="trace-rows"></tbody>
+    </table></div>
   </section>
   <section class="c12">
     <h2>Latest events <span class="meta" id="hb"></span>

@@ -123,6 +123,10 @@ export interface DlqQuery {
   from?: number;
   /** Dead-lettered before (epoch ms). */
   to?: number;
+  /** `oldest` first (default) or `newest` first (the dashboard's panel). */
+  order?: "oldest" | "newest";
+  /** Cut `original_payload` to this many characters (`original_payload_truncated`, `original_payload_length`). */
+  payloadLimit?: number;
 }
 
 /** A dead-letter `failure_reason` (shared/DESIGN.md §3). */
@@ -156,6 +160,11 @@ export interface DlqApi {
   replay(id: string): Awaitable<{ id: string; status: string } | undefined>;
   /** Replays the dead letters matching the filters as a replay job (`conflict` → 409). */
   replayBulk?(req: DlqBulkReplayRequest): Awaitable<ReplayStart>;
+}
+
+/** `GET /audit/trace/:traceId`: one trace's audit timeline over a window. */
+export interface AuditTraceApi {
+  trace(q: { traceId: string; from: number; to: number }): Awaitable<Record<string, unknown>>;
 }
 
 /** The load generator of local mode (`PUT /control/load`). */
@@ -197,6 +206,8 @@ export interface AppDeps {
   replay?: ReplayApi;
   /** Absent: `/dlq` routes answer 404 `not_available`. */
   dlq?: DlqApi;
+  /** Absent: `/audit/trace/:id` answers 404 `not_available`. */
+  audit?: AuditTraceApi;
   /** Absent (not local mode): `PUT /control/load` answers 404 `not_available`. */
   load?: LoadApi;
   /** Absent (a real upstream is configured): `PUT /control/upstream` answers 404 `not_available`. */

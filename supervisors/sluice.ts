@@ -30,6 +30,7 @@
  */
 import { hostname } from "node:os";
 import denoJson from "../deno.json" with { type: "json" };
+import { buildReport } from "../actors/audit/report.ts";
 import { type AuditStore, FsAuditStore, S3AuditStore } from "../actors/audit/store.ts";
 import { type AuditTrail, createAuditTrail } from "../actors/audit/trail.ts";
 import { type CircuitBreaker, createCircuitBreaker } from "../actors/circuit_breaker.ts";
@@ -277,6 +278,17 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
       start: (req) => replayDriver().start(req),
       get: (id) => replayDriver().get(id),
       cancel: (id) => replayDriver().cancel(id),
+    },
+    audit: {
+      async trace({ traceId, from, to }) {
+        const r = await buildReport(store, {
+          from: new Date(from),
+          to: new Date(to),
+          prefix: config.auditPrefix,
+          traceId,
+        });
+        return { store: r.store, objects: r.objects, ...r.trace };
+      },
     },
     dlq: {
       list: (query) => dlqStore().list(query),
