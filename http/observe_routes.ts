@@ -117,6 +117,8 @@ export function observeRoutes(
 
   app.get("/inspect/actors", (c) => c.json(inspector.tree()));
 
+  app.get("/inspect/machines", (c) => c.json(inspector.machines()));
+
   app.get("/inspect/ws", (c) => {
     requireUpgrade(c, inspector.hasRoom);
     const { socket, response } = Deno.upgradeWebSocket(c.req.raw);

@@ -319,3 +319,85 @@ Deno.test("browser: with a control token the DLQ panel asks for it once, then li
   // The 401s before the token was given are the browser's console errors: expected.
   assert.deepEqual(errors, []);
 });
+
+Deno.test("browser: the inspector draws the breaker's statechart from its machine, lights the current state and follows changes without reload; supervision tree, folded internal events, filter, 390 px", async () => {
+  await withConsole(async (proc, browser, errors) => {
+    const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+    watchErrors(page, errors);
+    await page.goto(`${proc.url}/inspect`);
+    await page.locator("#conn", { hasText: "live" }).waitFor({ timeout: 10_000 });
+    assert.equal(await page.locator("a#to-dashboard").getAttribute("href"), "/");
+
+    // The supervision tree as the README draws it: the breaker under `resilience`.
+    for (const child of ["http", "audit", "resilience", "idempotency", "pipeline", "replay"]) {
+      await page.locator(`.row[data-id="sluice/${child}"]`).waitFor({ timeout: 10_000 });
+    }
+    assert.equal(
+      await page.locator(
+        'li:has(> .row[data-id="sluice/resilience"]) > ul .row[data-id="circuit-breaker"]',
+      ).count(),
+      1,
+    );
+    assert.ok(
+      await page.locator(
+        'li:has(> .row[data-id="sluice/pipeline"]) > ul .row[data-id^="partition:"]',
+      ).count() >= 1,
+    );
+
+    // The breaker's statechart (selected by default), from the machine definition.
+    await page.locator("#chart-title", { hasText: "circuit-breaker" }).waitFor({ timeout: 5000 });
+    const st = (path: string) => page.locator(`#svgwrap g.st[data-path="${path}"]`);
+    for (const s of ["closed", "open", "halfOpen"]) await st(s).waitFor({ timeout: 5000 });
+    assert.ok((await page.locator("#svgwrap path.edge").count()) >= 4, "transitions drawn");
+    await page.locator('#svgwrap g.st.active[data-path="closed"]').waitFor({ timeout: 5000 });
+    assert.equal(await page.locator("#svgwrap g.st.active").count(), 1, "one state lit");
+    await page.evaluate("window.marker = 7");
+    await shot(page, "inspector-breaker-closed", false);
+
+    // The breaker opens: lit state and the fired transition change without reload.
+    await put(proc, "/control/upstream", { errorRate: 1 });
+    await page.locator('#svgwrap g.st.active[data-path="open"]').waitFor({ timeout: 20_000 });
+    assert.match(await page.locator("#last-fired").innerText(), /closed → open on OPENED/);
+    await shot(page, "inspector-breaker-open", false);
+    await put(proc, "/control/upstream", { errorRate: 0 });
+    await page.locator('#svgwrap g.st.active[data-path="closed"]').waitFor({ timeout: 20_000 });
+    await page.locator('#transitions tr[data-actor="circuit-breaker"]', { hasText: "halfOpen" })
+      .first().waitFor({ timeout: 5000 });
+    assert.equal(await page.evaluate("window.marker"), 7, "no reload");
+
+    // Framework events are folded by default; one click shows them.
+    assert.equal(await page.locator("#transitions tr[data-internal]").count(), 0);
+    await waitFor(
+      async () => /^[1-9]\d* internal/.test(await page.locator("#folded-n").innerText()),
+      { timeoutMs: 10_000, message: "internal events counted" },
+    );
+    await page.locator("#show-internal").check();
+    assert.ok((await page.locator("#transitions tr[data-internal]").count()) > 0);
+    await page.locator("#show-internal").uncheck();
+
+    // The filter applies to the tree and the transitions.
+    await page.locator("#filter").fill("circuit");
+    assert.ok(
+      await page.locator('.row[data-id^="partition:"]').evaluateAll((rs) =>
+        rs.every((r) => (r as unknown as { className: string }).className.includes("hidden"))
+      ),
+    );
+    const actorsShown = await page.locator("#transitions tr[data-actor]").evaluateAll((rs) =>
+      rs.map((r) => (r as unknown as { dataset: { actor: string } }).dataset.actor)
+    );
+    assert.ok(actorsShown.length > 0 && actorsShown.every((a) => a === "circuit-breaker"));
+    await page.locator("#filter").fill("");
+
+    // Another machine: a partition's statechart.
+    await page.locator('.row[data-id^="partition:"]').first().click();
+    await page.locator("#chart-title", { hasText: "partition:" }).waitFor({ timeout: 5000 });
+    await page.locator('#svgwrap g.st.active[data-path="running"]').waitFor({ timeout: 5000 });
+
+    const phone = await browser.newPage({ viewport: { width: 390, height: 844 } });
+    watchErrors(phone, errors);
+    await phone.goto(`${proc.url}/inspect`);
+    await phone.locator('#svgwrap g.st[data-path="halfOpen"]').waitFor({ timeout: 10_000 });
+    await noHorizontalScroll(phone);
+    await shot(phone, "inspector-390px");
+  });
+});
