@@ -356,3 +356,57 @@ Deno.test({
     }
   },
 });
+
+Deno.test("./sluice dlq replay with no --id, filter or --all asks on a terminal: n replays nothing, y replays", async () => {
+  const { closeApp, createApp } = await import("../http/app.ts");
+  const { serveApp } = await import("../http/server.ts");
+  const { fakeDeps } = await import("../http/testing.ts");
+  const { deps } = fakeDeps();
+  const bulk: unknown[] = [];
+  deps.dlq = {
+    ...deps.dlq!,
+    replayBulk: (req) => {
+      bulk.push(req);
+      return { status: "started", id: `rp-${bulk.length}` };
+    },
+  };
+  const app = createApp(deps);
+  const server = serveApp(app, { port: 0 });
+  const sock = `sluice-ask-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
+  const script = [
+    `cd '${ROOT}'`,
+    `export SLUICE_URL=http://127.0.0.1:${server.port}`,
+    "./sluice dlq replay --detach; echo EXIT1=$?",
+    "./sluice dlq replay --detach; echo EXIT2=$?",
+    "sleep 600",
+  ].join("; ");
+  const screen = () => tmux(sock, "capture-pane", "-p", "-J", "-S", "-200");
+  try {
+    await tmux(sock, "new-session", "-d", "-x", "200", "-y", "40", "sh", "-c", script);
+    const until = async (re: RegExp, what: string) => {
+      let text = "";
+      await waitFor(async () => re.test(text = await screen()), {
+        timeoutMs: 30_000,
+        message: what,
+      }).catch((e) => {
+        throw new Error(`${(e as Error).message}\n${text}`);
+      });
+      return text;
+    };
+    await until(/Replay all 1\+ dead letters of every topic\? \[y\/N\]/, "the question");
+    await tmux(sock, "send-keys", "-t", "0", "n", "Enter");
+    let text = await until(/EXIT1=\d+/, "first answer handled");
+    assert.match(text, /Nothing replayed/);
+    assert.match(text, /EXIT1=1/);
+    assert.equal(bulk.length, 0);
+    await until(/EXIT1=1[\s\S]*Replay all 1\+ dead letters/, "asked again");
+    await tmux(sock, "send-keys", "-t", "0", "y", "Enter");
+    text = await until(/EXIT2=\d+/, "second answer handled");
+    assert.match(text, /EXIT2=0/);
+    assert.deepEqual(bulk, [{}]);
+  } finally {
+    await tmux(sock, "kill-server").catch(() => {});
+    await server.shutdown();
+    closeApp(app);
+  }
+});
