@@ -241,7 +241,8 @@ Deno.test("browser: the DLQ panel lists dead letters, opens one (payload, header
     const link = page.locator("#events a.trace").first();
     await link.waitFor({ timeout: 5000 });
     const trace = await link.getAttribute("data-trace");
-    await link.click();
+    // New events keep arriving at the top: click that trace's link, wherever it is now.
+    await page.locator(`#events a.trace[data-trace="${trace}"]`).first().click();
     await page.locator(`#tracebox[data-trace="${trace}"]`).waitFor({ timeout: 5000 });
 
     const phone = await browser.newPage({ viewport: { width: 390, height: 844 } });
