@@ -373,9 +373,11 @@ function render(d) {
 
   // Throughput and latency.
   var tp = m.throughput || {}, tot = m.totals || {};
-  setText("tp-delivered", fmt(tp.delivered || 0));
-  setText("tp-dead", fmt(tp.dead_lettered || 0));
-  setText("tp-skipped", fmt(tp.skipped_duplicate || 0));
+  // No window yet (first sample): say nothing rather than a false 0.
+  var measured = m.window_s > 0;
+  setText("tp-delivered", measured ? fmt(tp.delivered || 0) : "–");
+  setText("tp-dead", measured ? fmt(tp.dead_lettered || 0) : "–");
+  setText("tp-skipped", measured ? fmt(tp.skipped_duplicate || 0) : "–");
   void tot;
   recentTotals();
   setText("tp-window", m.window_s ? "records/s, last " + m.window_s + " s" : "records/s (measuring…)");

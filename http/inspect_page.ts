@@ -110,7 +110,7 @@ var rows = new Map();     // id -> row element
 var changedAt = new Map(); // id -> ms of last state change
 var transitions = [];
 var MAX_TRANSITIONS = 200;
-var filterText = "", showInternal = false;
+var filterText = "", showInternal = false, onlySelected = false;
 var machines = {}, selected = null, layout = null;
 var retryMs = 1000;
 
@@ -267,6 +267,7 @@ function select(id) {
   try { history.replaceState(null, "", "#actor=" + encodeURIComponent(id)); } catch (e) { /* ignore */ }
   rows.forEach(function (r, rid) { r.classList.toggle("sel", rid === id); });
   drawChart();
+  if (onlySelected) renderTransitions();
 }
 var GAP_X = 100, GAP_Y = 64;
 function measure(n, isRoot) {
@@ -485,6 +486,7 @@ function fire(t) {
 function isInternal(t) { return /^xstate\./.test(t.event); }
 function visible(t) {
   if (!showInternal && isInternal(t)) return false;
+  if (onlySelected && t.actor_id !== selected) return false;
   if (filterText === "") return true;
   var a = actors.get(t.actor_id);
   var hay = (t.actor_id + " " + (a ? a.kind : "") + " " + t.event + " " + (t.from || "") + " " + t.to).toLowerCase();
@@ -618,6 +620,10 @@ document.getElementById("filter").addEventListener("input", function (e) {
   actors.forEach(function (a) { var r = rows.get(a.id); if (r) applyFilter(r, a); });
   renderTransitions();
 });
+document.getElementById("only-selected").addEventListener("change", function (e) {
+  onlySelected = e.target.checked;
+  renderTransitions();
+});
 document.getElementById("show-internal").addEventListener("change", function (e) {
   showInternal = e.target.checked;
   renderTransitions();
@@ -666,7 +672,7 @@ export const INSPECT_PAGE: string = `<!doctype html>
   </section>
   <section>
     <h2>Recent transitions <span class="meta">(time in UTC)</span></h2>
-    <div class="folded"><span id="folded-n"></span><label><input id="show-internal" type="checkbox" style="width:auto"> show them</label></div>
+    <div class="folded"><span id="folded-n"></span><label><input id="show-internal" type="checkbox" style="width:auto"> show them</label><label><input id="only-selected" type="checkbox" style="width:auto"> selected actor only</label></div>
     <div class="tscroll"><table>
       <thead><tr><th>Time</th><th>Actor</th><th>Event</th></tr></thead>
       <tbody id="transitions"></tbody>

@@ -389,6 +389,14 @@ Deno.test("browser: the inspector draws the breaker's statechart from its machin
     assert.ok(actorsShown.length > 0 && actorsShown.every((a) => a === "circuit-breaker"));
     await page.locator("#filter").fill("");
 
+    // "Selected actor only": the breaker's changes without the audit batcher's routine ones.
+    await page.locator("#only-selected").check();
+    const only = await page.locator("#transitions tr[data-actor]").evaluateAll((rs) =>
+      rs.map((r) => (r as unknown as { dataset: { actor: string } }).dataset.actor)
+    );
+    assert.ok(only.length > 0 && only.every((a) => a === "circuit-breaker"), `${only}`);
+    await page.locator("#only-selected").uncheck();
+
     // Another machine: a partition's statechart.
     await page.locator('.row[data-id^="partition:"]').first().click();
     await page.locator("#chart-title", { hasText: "partition:" }).waitFor({ timeout: 5000 });
