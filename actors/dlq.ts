@@ -132,6 +132,16 @@ function order(a: Entry, b: Entry): number {
   return compare(a, [b.at, b.dlqTopic, b.partition, String(b.offset)]);
 }
 
+/** The payload cut to `limit` characters, with its full length, when it is longer. */
+function bounded(payload: string | null, limit: number | undefined): Record<string, unknown> {
+  if (limit === undefined || payload === null || payload.length <= limit) return {};
+  return {
+    original_payload: payload.slice(0, limit),
+    original_payload_truncated: true,
+    original_payload_length: payload.length,
+  };
+}
+
 /** The dead-letter store: {@link DlqApi} of `http/deps.ts` plus bulk replay. */
 export class DeadLetterStore {
   readonly #opts: DeadLetterStoreOptions;
@@ -228,24 +238,39 @@ export class DeadLetterStore {
     return out.sort(order);
   }
 
-  /** `GET /dlq`: one page of dead letters, oldest first. */
+  /** `GET /dlq`: one page of dead letters, oldest first (or newest first). */
   async list(query: DlqQuery): Promise<DlqPage> {
     let entries = await this.#entries(query);
+    const newest = query.order === "newest";
+    if (newest) entries.reverse();
     if (query.cursor) {
       const c = decodeCursor(query.cursor);
-      entries = entries.filter((e) => compare(e, c) > 0);
+      entries = entries.filter((e) => newest ? compare(e, c) < 0 : compare(e, c) > 0);
     }
     const page = entries.slice(0, query.limit);
+    // Replayed = the original record was delivered since, whichever way: this
+    // letter's replay, a bulk or a window replay, or the live consumer again.
+    const keys = page.map((e) => this.#idempotencyKey(e.dl));
+    const delivered = await this.#opts.store.has(keys);
     return {
-      items: page.map((e) => ({
+      items: page.map((e, i) => ({
         ...e.dl,
+        ...bounded(e.dl.original_payload, query.payloadLimit),
         dlq_partition: e.partition,
         dlq_offset: String(e.offset),
+        idempotency_key: keys[i],
+        delivered_since: delivered.has(keys[i]),
       })),
       ...(entries.length > page.length && page.length > 0
         ? { next_cursor: encodeCursor(page[page.length - 1]) }
         : {}),
     };
+  }
+
+  /** The idempotency key of a dead letter's original record (the envelope's, else derived). */
+  #idempotencyKey(dl: DeadLetter): string {
+    const env = parseEnvelope(deadLetterToRecord(dl), { maxBytes: this.#opts.maxRecordBytes });
+    return env.ok ? env.envelope.idempotency_key : env.idempotencyKey;
   }
 
   /** The latest dead letter with `id`, or undefined. */

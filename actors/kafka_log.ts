@@ -17,8 +17,10 @@ import {
   Kafka,
   type KafkaMessage,
   logLevel,
+  Partitioners,
   type Producer,
 } from "kafkajs";
+import process from "node:process";
 import { logger } from "./log.ts";
 import type { SourceRecord } from "./record.ts";
 import { kafkaRebalancesTotal } from "./metrics.ts";
@@ -55,6 +57,33 @@ const LEVELS: Record<number, "error" | "warn" | "info" | "debug"> = {
   [logLevel.DEBUG]: "debug",
 };
 
+/**
+ * kafkajs 2.2.4's request queue arms `setTimeout` with a negative delay when
+ * it is not throttled (requestQueue `scheduleCheckPendingRequests`), which
+ * Node's timers (and Deno's) report as a `TimeoutNegativeWarning` on every
+ * start. The delay is harmless (clamped to 1 ms); only that warning is
+ * dropped, every other process warning still prints.
+ */
+function silenceKafkajsTimeoutWarning(): void {
+  const p = process as unknown as {
+    emitWarning: (w: unknown, ...rest: unknown[]) => void;
+    __sluiceTimeoutFilter?: boolean;
+  };
+  if (p.__sluiceTimeoutFilter) return;
+  p.__sluiceTimeoutFilter = true;
+  const original = p.emitWarning;
+  p.emitWarning = function (warning: unknown, ...rest: unknown[]) {
+    const type = warning instanceof Error
+      ? warning.name
+      : typeof rest[0] === "string"
+      ? rest[0]
+      : (rest[0] as { type?: string } | undefined)?.type;
+    if (type === "TimeoutNegativeWarning") return;
+    return original.call(process, warning, ...rest);
+  };
+}
+silenceKafkajsTimeoutWarning();
+
 function toRecord(topic: string, partition: number, m: KafkaMessage): SourceRecord {
   const headers: Record<string, string> = {};
   for (const [k, v] of Object.entries(m.headers ?? {})) {
@@ -90,7 +119,8 @@ export function createKafkaLog(opts: KafkaLogOptions): LogClient {
       const { message, ...rest } = entry;
       // kafkajs logs every retried request at ERROR; they are warnings until a crash.
       const lvl = LEVELS[level] === "error" ? "warn" : LEVELS[level] ?? "info";
-      log[lvl](`${namespace}: ${message}`, rest);
+      // Some kafkajs lines have no namespace (they printed as `undefined: ...`).
+      log[lvl](namespace ? `${namespace}: ${message}` : String(message), rest);
     },
   });
   const open = new Set<{ disconnect(): Promise<void> }>();
@@ -122,6 +152,8 @@ export function createKafkaLog(opts: KafkaLogOptions): LogClient {
     async producer() {
       const p = kafka.producer({
         allowAutoTopicCreation: false,
+        // Named explicitly: kafkajs warns on every start when it is left to the default.
+        createPartitioner: Partitioners.DefaultPartitioner,
         idempotent: true,
         maxInFlightRequests: 1,
       });

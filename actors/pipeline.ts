@@ -253,6 +253,8 @@ export class Pipeline {
       }
     }
     log.info("assignment", { generation, partitions: [...keep] });
+    // Lag is known from the assignment on, not only after the first period.
+    void this.refreshLag();
   }
 
   /** The audited offsets of `tp`; an empty set (and a warning) when they cannot be read. */

@@ -222,6 +222,22 @@ export interface PlannedReplay {
   plan(): Promise<ReplayPlan>;
 }
 
+/**
+ * Seconds left of a replay: the records left at the pace of every record
+ * handled so far (sent, skipped as already delivered, or outside the window),
+ * since start. Skips take no token and go fast, so a pace of sends only (or
+ * the configured rate) would overstate a replay made mostly of skips by
+ * orders of magnitude. Before anything is handled: `left / rate`.
+ */
+export function replayEta(
+  p: { left: number | null; handled: number; elapsedMs: number; rate: number },
+): number | null {
+  if (p.left === null) return null;
+  if (p.left === 0) return 0;
+  if (p.handled > 0 && p.elapsedMs > 0) return Math.ceil((p.left * p.elapsedMs) / p.handled / 1000);
+  return Math.ceil(p.left / p.rate);
+}
+
 class Replay {
   /** Aborted on cancel or failure: no new record starts. */
   readonly controller = new AbortController();
@@ -313,7 +329,6 @@ class Replay {
     const rateActual = this.final ? 0 : this.rateActual();
     const c = this.final ? s.context.counts : this.counts;
     const left = total === null ? null : Math.max(0, total - c.scanned - c.outside_window);
-    const speed = rateActual > 0 ? rateActual : this.rate;
     const end = this.finishedAt ?? this.now();
     return {
       id: this.id,
@@ -327,7 +342,12 @@ class Replay {
       total,
       ...c,
       rate_actual: rateActual,
-      eta_s: this.final ? 0 : left === null ? null : Math.ceil(left / speed),
+      eta_s: this.final ? 0 : replayEta({
+        left,
+        handled: c.scanned + c.outside_window,
+        elapsedMs: end - this.startedAt,
+        rate: this.rate,
+      }),
       pause_reasons: [...s.context.pauseReasons],
       started_at: new Date(this.startedAt).toISOString(),
       finished_at: this.finishedAt === null ? null : new Date(this.finishedAt).toISOString(),

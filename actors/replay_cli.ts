@@ -8,6 +8,7 @@
  * sluice dlq list [--topic T] [--reason R] [--from TIME] [--to TIME] [--limit N] [--cursor C] [--json]
  * sluice dlq replay --id ID
  * sluice dlq replay [--topic T] [--reason R] [--from TIME] [--to TIME] [--rate N]   (bulk)
+ * sluice dlq replay --all                      (every dead letter; bare: asks on a terminal)
  * ```
  *
  * Times are ISO 8601, `now`, or `now-15m` / `now-2h` / `now-1d`.
@@ -220,6 +221,8 @@ interface DlqItem {
   error_message: string;
   retry_count: number;
   is_reprocessed: boolean;
+  /** The original record was delivered since (any replay, or consumed again). */
+  delivered_since?: boolean;
 }
 
 /** The dead letters as a text table. */
@@ -230,13 +233,31 @@ export function formatDlqTable(items: DlqItem[]): string {
     d.timestamp,
     d.failure_reason,
     String(d.retry_count),
-    d.is_reprocessed ? "yes" : "no",
+    d.delivered_since ? "yes" : "no",
     d.error_message.length > 60 ? `${d.error_message.slice(0, 57)}...` : d.error_message,
   ]);
-  const head = ["ID", "DEAD-LETTERED", "REASON", "RETRIES", "REPLAYED", "MESSAGE"];
+  const head = ["ID", "DEAD-LETTERED", "REASON", "RETRIES", "DELIVERED-SINCE", "MESSAGE"];
   const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (r: string[]) => r.map((c, i) => c.padEnd(w[i])).join("  ").trimEnd();
   return [line(head), ...rows.map(line)].join("\n");
+}
+
+/** Dead letters of every consumed topic, as text: `12`, or `1000+` past one page. */
+async function countDeadLetters(): Promise<string> {
+  const page = await callInstance("GET", "/dlq?limit=1000") as {
+    items: unknown[];
+    next_cursor?: string;
+  };
+  return page.next_cursor ? `${page.items.length}+` : String(page.items.length);
+}
+
+/** Asks a yes/no question on the terminal; true only for y or yes. */
+async function confirm(question: string): Promise<boolean> {
+  Deno.stderr.writeSync(new TextEncoder().encode(question));
+  const buf = new Uint8Array(256);
+  const n = await Deno.stdin.read(buf);
+  const answer = n === null ? "" : new TextDecoder().decode(buf.subarray(0, n)).trim();
+  return /^(y|yes)$/i.test(answer);
 }
 
 /** `sluice dlq`. */
@@ -246,6 +267,7 @@ export const dlqCommand: Command = {
     "Usage: sluice dlq list [--topic T] [--reason R] [--from TIME] [--to TIME] [--limit N] [--cursor C] [--json]",
     "       sluice dlq replay --id ID [--json]",
     "       sluice dlq replay [--topic T] [--reason R] [--from TIME] [--to TIME] [--rate N] [--detach]",
+    "       sluice dlq replay --all [--rate N] [--detach]",
     "",
     "  --topic T    Original topic (default: every consumed topic)",
     "  --reason R   DESERIALIZATION_ERROR, VALIDATION_ERROR, PROCESSING_ERROR, TIMEOUT_ERROR,",
@@ -257,6 +279,7 @@ export const dlqCommand: Command = {
     "Replaying re-delivers the original payload through the breaker and the audit trail.",
     "A record already delivered is not sent again: the answer says already_delivered.",
     "Without --id, replay runs as a job with a progress bar (Ctrl-C cancels it).",
+    "Without --id and without a filter it needs --all (on a terminal it asks instead).",
   ].join("\n"),
   async run(args) {
     const { values, positionals } = parseOptions(args, {
@@ -268,6 +291,7 @@ export const dlqCommand: Command = {
       cursor: { type: "string" },
       id: { type: "string" },
       rate: { type: "string" },
+      all: { type: "boolean" },
       detach: { type: "boolean" },
       json: { type: "boolean" },
     });
@@ -312,6 +336,23 @@ export const dlqCommand: Command = {
           );
         }
         return res.status === "dead_lettered" ? 1 : 0;
+      }
+      const filtered = values.topic !== undefined || values.reason !== undefined ||
+        values.from !== undefined || values.to !== undefined;
+      if (!filtered && !values.all) {
+        // Every dead letter of every topic is a big decision: say it, or confirm it.
+        const count = await countDeadLetters();
+        const question = `Replay all ${count} dead letters of every topic? [y/N] `;
+        if (!Deno.stdin.isTerminal() || !Deno.stderr.isTerminal()) {
+          throw new UsageError(
+            `no --id and no filter: this would replay all ${count} dead letters of every topic; ` +
+              "add --all to mean it, or narrow it with --topic, --reason, --from, --to",
+          );
+        }
+        if (!(await confirm(question))) {
+          console.error("Nothing replayed");
+          return 1;
+        }
       }
       const body: Record<string, unknown> = {};
       if (values.topic) body.topic = values.topic;

@@ -2,14 +2,15 @@
  * The Hono app of sluice: every route of DESIGN §3 on one port.
  *
  * ```
- * GET  /  /dashboard/data                       (dashboard page, its JSON)
+ * GET  /  /dashboard/data  /dashboard/history    (dashboard page, its JSON, its memory)
  * GET  /health/live  /health/ready  /metrics  /status
  * GET  /ws/events?severity=&topic=              (WebSocket)
  * GET  /inspect  /inspect/actors  /inspect/ws   (page, JSON tree, WebSocket)
  * POST /control/drain  /control/resume  /control/shutdown  /control/replay
  * PUT  /control/rate  /control/load  /control/upstream
  * GET|DELETE /control/replay/:id
- * GET  /dlq   POST /dlq/:id/replay
+ * GET  /dlq   POST /dlq/:id/replay  POST /dlq/replay
+ * GET  /audit/trace/:traceId                    (one record's audit timeline)
  * ```
  *
  * Control and DLQ routes pass `controlAuth` first (401/403). Every route has
@@ -19,11 +20,13 @@
  * @module
  */
 import { Hono } from "hono";
+import { auditRoutes } from "./audit_routes.ts";
 import { controlAuth } from "./auth.ts";
 import { limitBody } from "./body.ts";
 import { controlRoutes } from "./control_routes.ts";
 import type { AppDeps } from "./deps.ts";
 import { errorHandler, installMethodNotAllowed, notFoundHandler } from "./errors.ts";
+import { DashboardHistory } from "./history.ts";
 import { Inspector } from "./inspector.ts";
 import { observeRoutes } from "./observe_routes.ts";
 import { WsHub } from "./ws_hub.ts";
@@ -34,6 +37,12 @@ const closers = new WeakMap<Hono, () => void>();
 export function createApp(deps: AppDeps): Hono {
   const hub = deps.hub ?? new WsHub();
   const inspector = deps.inspector ?? new Inspector();
+  const history = deps.history ?? new DashboardHistory({
+    metrics: deps.metrics,
+    status: () => deps.control.status(),
+    ready: () => deps.ready(),
+  });
+  if (!deps.history) history.start();
   const app = new Hono();
   app.onError(errorHandler);
   app.notFound(notFoundHandler);
@@ -41,14 +50,17 @@ export function createApp(deps: AppDeps): Hono {
   const auth = controlAuth({ token: deps.controlToken, clientAddress: deps.clientAddress });
   app.use("/control/*", auth);
   app.use("/dlq/*", auth);
+  app.use("/audit/*", auth);
   app.use("*", limitBody({ maxBytes: deps.limits?.maxBytes }));
 
-  observeRoutes(app, deps, hub, inspector);
+  observeRoutes(app, deps, hub, inspector, history);
   controlRoutes(app, deps);
+  auditRoutes(app, deps);
   installMethodNotAllowed(app);
 
   closers.set(app, () => {
     hub.close();
+    if (!deps.history) history.stop();
     // An inspector we created listens to the registry: stop it; a given one is the caller's.
     if (deps.inspector) inspector.closeClients();
     else inspector.close();

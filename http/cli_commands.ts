@@ -16,7 +16,32 @@ function value(v: unknown): string {
   return typeof v === "string" ? v : JSON.stringify(v);
 }
 
-/** Formats the answer of `GET /status` for a terminal. */
+function scalar(v: unknown): string {
+  if (v === null || v === undefined) return "–";
+  if (typeof v === "string") return v;
+  if (typeof v === "number" || typeof v === "boolean") return String(v);
+  if (Array.isArray(v)) return v.length === 0 ? "none" : v.map(scalar).join(", ");
+  return Object.entries(v as Record<string, unknown>).map(([k, x]) => `${k}=${scalar(x)}`).join(
+    " ",
+  );
+}
+
+/** `key  value` lines of an object, nested objects as indented blocks (never JSON). */
+function block(obj: Record<string, unknown>, indent: string): string[] {
+  const entries = Object.entries(obj).filter(([, v]) => v !== undefined);
+  if (entries.length === 0) return [];
+  const w = Math.max(...entries.map(([k]) => k.length));
+  const lines: string[] = [];
+  for (const [k, v] of entries) {
+    if (v && typeof v === "object" && !Array.isArray(v)) {
+      lines.push(`${indent}${k}:`);
+      lines.push(...block(v as Record<string, unknown>, indent + "  "));
+    } else lines.push(`${indent}${k.padEnd(w)}  ${scalar(v)}`);
+  }
+  return lines;
+}
+
+/** Formats the answer of `GET /status` for a terminal: readable lines, no JSON. */
 export function formatStatus(s: Record<string, unknown>): string {
   const lines = [`sluice: ${s.state ?? "unknown"} (${s.ready ? "ready" : "NOT READY"})`];
   const checks = (s.checks ?? {}) as Record<string, { ok: boolean; detail?: string }>;
@@ -26,21 +51,33 @@ export function formatStatus(s: Record<string, unknown>): string {
     const w = Math.max(...names.map((n) => n.length));
     for (const n of names) {
       const c = checks[n];
-      lines.push(`  ${c.ok ? "ok  " : "FAIL"}  ${n.padEnd(w)}${c.detail ? `  ${c.detail}` : ""}`);
+      lines.push(
+        `  ${c.ok ? "ok  " : "FAIL"}  ${n.padEnd(w)}${c.detail ? `  ${c.detail}` : ""}`.trimEnd(),
+      );
     }
   }
+  const top: Record<string, unknown> = {};
   const skip = new Set(["state", "ready", "checks", "partitions"]);
-  const rest = Object.entries(s).filter(([k]) => !skip.has(k));
-  if (rest.length > 0) {
-    const w = Math.max(...rest.map(([k]) => k.length));
-    for (const [k, v] of rest) lines.push(`${k.padEnd(w)}  ${value(v)}`);
+  for (const [k, v] of Object.entries(s)) {
+    if (skip.has(k)) continue;
+    if (k === "rate" && v && typeof v === "object") {
+      const r = v as { rate?: number; burst?: number };
+      top.rate = `${r.rate === 0 ? "unlimited" : `${r.rate}/s`}, burst ${r.burst}`;
+    } else if (k === "uptime_s" && typeof v === "number") {
+      top.uptime = v < 120
+        ? `${v} s`
+        : v < 7200
+        ? `${Math.floor(v / 60)} min`
+        : `${Math.floor(v / 3600)} h ${Math.floor((v % 3600) / 60)} min`;
+    } else top[k] = v;
   }
+  lines.push(...block(top, ""));
   const parts = s.partitions as Array<Record<string, unknown>> | undefined;
   if (Array.isArray(parts) && parts.length > 0) {
     lines.push("partitions:");
     for (const p of parts) {
       const extra = Object.entries(p).filter(([k]) => !["topic", "partition", "state"].includes(k))
-        .map(([k, v]) => `${k}=${value(v)}`).join(" ");
+        .map(([k, v]) => `${k}=${scalar(v)}`).join(" ");
       lines.push(`  ${p.topic}:${p.partition}  ${p.state}${extra ? `  ${extra}` : ""}`);
     }
   }

@@ -12,6 +12,7 @@
  */
 import type { Context } from "hono";
 import type { Registry } from "prom-client";
+import type { DashboardHistory } from "./history.ts";
 import type { Inspector } from "./inspector.ts";
 import type { WsHub } from "./ws_hub.ts";
 import type { FailureReason } from "../actors/audit/event.ts";
@@ -122,6 +123,10 @@ export interface DlqQuery {
   from?: number;
   /** Dead-lettered before (epoch ms). */
   to?: number;
+  /** `oldest` first (default) or `newest` first (the dashboard's panel). */
+  order?: "oldest" | "newest";
+  /** Cut `original_payload` to this many characters (`original_payload_truncated`, `original_payload_length`). */
+  payloadLimit?: number;
 }
 
 /** A dead-letter `failure_reason` (shared/DESIGN.md §3). */
@@ -155,6 +160,11 @@ export interface DlqApi {
   replay(id: string): Awaitable<{ id: string; status: string } | undefined>;
   /** Replays the dead letters matching the filters as a replay job (`conflict` → 409). */
   replayBulk?(req: DlqBulkReplayRequest): Awaitable<ReplayStart>;
+}
+
+/** `GET /audit/trace/:traceId`: one trace's audit timeline over a window. */
+export interface AuditTraceApi {
+  trace(q: { traceId: string; from: number; to: number }): Awaitable<Record<string, unknown>>;
 }
 
 /** The load generator of local mode (`PUT /control/load`). */
@@ -196,6 +206,8 @@ export interface AppDeps {
   replay?: ReplayApi;
   /** Absent: `/dlq` routes answer 404 `not_available`. */
   dlq?: DlqApi;
+  /** Absent: `/audit/trace/:id` answers 404 `not_available`. */
+  audit?: AuditTraceApi;
   /** Absent (not local mode): `PUT /control/load` answers 404 `not_available`. */
   load?: LoadApi;
   /** Absent (a real upstream is configured): `PUT /control/upstream` answers 404 `not_available`. */
@@ -209,4 +221,6 @@ export interface AppDeps {
   hub?: WsHub;
   /** Actor inspector for `/inspect*`; default: a new inspector on the actor registry. */
   inspector?: Inspector;
+  /** Dashboard history (`/dashboard/history`); default: a new one, sampling from `createApp` on. */
+  history?: DashboardHistory;
 }

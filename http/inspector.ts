@@ -19,6 +19,7 @@ import {
   onRegistryChange,
   type RegisteredActor,
 } from "../actors/registry.ts";
+import { type MachineGraph, machineGraph } from "./machine_graph.ts";
 import { Ring } from "./ring.ts";
 import { BoundedSender, type SocketLike } from "./ws_client.ts";
 
@@ -33,6 +34,8 @@ export interface ActorNode {
   value: unknown;
   /** Actor status: `active`, `done`, `error`, `stopped`. */
   status: string;
+  /** Id of its XState machine (`GET /inspect/machines`), or null (not a machine, or a child node). */
+  machine: string | null;
   summary: Record<string, unknown>;
   started_at: string;
   children: ActorNode[];
@@ -98,6 +101,26 @@ export function formatState(value: unknown): string {
   return "";
 }
 
+function machineOf(entry: RegisteredActor): MachineGraph | undefined {
+  try {
+    return machineGraph((entry.actor as { logic?: unknown }).logic);
+  } catch {
+    return undefined;
+  }
+}
+
+const graphs = new WeakMap<object, MachineGraph | null>();
+function cachedGraph(entry: RegisteredActor): MachineGraph | undefined {
+  const logic = (entry.actor as { logic?: object }).logic;
+  if (!logic) return undefined;
+  let g = graphs.get(logic);
+  if (g === undefined) {
+    g = machineOf(entry) ?? null;
+    graphs.set(logic, g);
+  }
+  return g ?? undefined;
+}
+
 function describe(entry: RegisteredActor): Omit<ActorNode, "children"> {
   let value: unknown = null;
   let status = "unknown";
@@ -115,9 +138,35 @@ function describe(entry: RegisteredActor): Omit<ActorNode, "children"> {
     state: formatState(value) || status,
     value,
     status,
+    machine: cachedGraph(entry)?.machine_id ?? null,
     summary: entry.summary(),
     started_at: entry.startedAt,
   };
+}
+
+/**
+ * The children of a supervisor as nodes of their own (`<supervisor>/<child>`,
+ * kind `child`), from the `children` list of its summary, so the tree is the
+ * supervision tree (http, audit, resilience, pipeline, ...) and each child's
+ * actors sit under it (they register with `parentId` `<supervisor>/<child>`).
+ */
+function childNodes(sup: ActorNode): ActorNode[] {
+  const list = sup.summary.children;
+  if (!Array.isArray(list)) return [];
+  const { children: _omit, ...rest } = sup.summary;
+  sup.summary = rest;
+  return list.filter((c) => c && typeof c.id === "string").map((c) => ({
+    id: `${sup.id}/${c.id}`,
+    kind: "child",
+    parent_id: sup.id,
+    state: String(c.state ?? "unknown"),
+    value: null,
+    status: c.state === "running" ? "active" : String(c.state ?? "unknown"),
+    machine: null,
+    summary: { child: c.id, restarts: c.restarts ?? 0 },
+    started_at: sup.started_at,
+    children: [],
+  }));
 }
 
 /** Collects transitions of every registered actor and serves them. */
@@ -150,6 +199,10 @@ export class Inspector {
     const entries = this.#opts.registry.listActors();
     const nodes = new Map<string, ActorNode>();
     for (const e of entries) nodes.set(e.id, { ...describe(e), children: [] });
+    for (const n of [...nodes.values()]) {
+      if (n.kind !== "supervisor") continue;
+      for (const c of childNodes(n)) if (!nodes.has(c.id)) nodes.set(c.id, c);
+    }
     const roots: ActorNode[] = [];
     for (const node of nodes.values()) {
       const parent = node.parent_id === null ? undefined : nodes.get(node.parent_id);
@@ -157,6 +210,16 @@ export class Inspector {
       else roots.push(node);
     }
     return { generated_at: new Date().toISOString(), count: nodes.size, roots };
+  }
+
+  /** The graph of every XState machine behind a registered actor, by machine id. */
+  machines(): Record<string, MachineGraph> {
+    const out: Record<string, MachineGraph> = {};
+    for (const e of this.#opts.registry.listActors()) {
+      const g = cachedGraph(e);
+      if (g && !out[g.machine_id]) out[g.machine_id] = g;
+    }
+    return out;
   }
 
   /** Recent transitions, oldest first. */

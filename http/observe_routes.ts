@@ -9,6 +9,7 @@ import type { Context, Hono } from "hono";
 import type { AppDeps, ReadyReport } from "./deps.ts";
 import { DASHBOARD_PAGE, DashboardSampler } from "./dashboard_page.ts";
 import { HttpError } from "./errors.ts";
+import { type DashboardHistory, healthOf } from "./history.ts";
 import type { Inspector } from "./inspector.ts";
 import { INSPECT_PAGE } from "./inspect_page.ts";
 import { parseSeverity, SEVERITIES, type WsHub } from "./ws_hub.ts";
@@ -41,15 +42,31 @@ const PAGE_HEADERS = {
 };
 
 /** Registers the read-only routes on `app`. */
-export function observeRoutes(app: Hono, deps: AppDeps, hub: WsHub, inspector: Inspector): void {
+export function observeRoutes(
+  app: Hono,
+  deps: AppDeps,
+  hub: WsHub,
+  inspector: Inspector,
+  history: DashboardHistory,
+): void {
   const sampler = new DashboardSampler(deps.metrics);
   app.get("/", (c) => c.html(DASHBOARD_PAGE, 200, PAGE_HEADERS));
 
   app.get("/dashboard/data", async (c) => {
     const [metrics, status] = await Promise.all([sampler.data(), deps.control.status()]);
-    return c.json({ metrics, status, ready: safeReady(deps) }, 200, {
+    const ready = safeReady(deps);
+    return c.json({ metrics, status, ready, ...healthOf(status, ready) }, 200, {
       "cache-control": "no-store",
     });
+  });
+
+  app.get("/dashboard/history", (c) => {
+    const raw = c.req.query("since");
+    const since = raw === undefined || raw === "" ? undefined : Number(raw);
+    if (since !== undefined && !Number.isFinite(since)) {
+      throw new HttpError(422, "validation_error", "since: expected epoch milliseconds");
+    }
+    return c.json(history.snapshot(since), 200, { "cache-control": "no-store" });
   });
 
   app.get("/health/live", (c) => c.json({ live: true }));
@@ -99,6 +116,8 @@ export function observeRoutes(app: Hono, deps: AppDeps, hub: WsHub, inspector: I
   app.get("/inspect", (c) => c.html(INSPECT_PAGE, 200, PAGE_HEADERS));
 
   app.get("/inspect/actors", (c) => c.json(inspector.tree()));
+
+  app.get("/inspect/machines", (c) => c.json(inspector.machines()));
 
   app.get("/inspect/ws", (c) => {
     requireUpgrade(c, inspector.hasRoom);

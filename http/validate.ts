@@ -152,8 +152,21 @@ export function parseDlqBulk(body: Record<string, unknown>): DlqBulkReplayReques
  * `reason?`, `from?`/`to?` (ISO 8601 or epoch ms).
  */
 export function parseDlqQuery(q: Record<string, string>): DlqQuery {
-  onlyKeys(q, ["topic", "limit", "cursor", "reason", "from", "to"]);
+  onlyKeys(q, ["topic", "limit", "cursor", "reason", "from", "to", "order", "payload_limit"]);
   const query: DlqQuery = { limit: 100 };
+  if (q.order !== undefined) {
+    if (q.order !== "oldest" && q.order !== "newest") {
+      throw invalid("order", "must be oldest or newest");
+    }
+    query.order = q.order;
+  }
+  if (q.payload_limit !== undefined) {
+    const n = Number(q.payload_limit);
+    if (!/^\d+$/.test(q.payload_limit) || n < 1 || n > 1_048_576) {
+      throw invalid("payload_limit", "must be an integer from 1 to 1048576");
+    }
+    query.payloadLimit = n;
+  }
   if (q.topic !== undefined) {
     if (!TOPIC.test(q.topic)) throw invalid("topic", "must be a Kafka topic name");
     query.topic = q.topic;

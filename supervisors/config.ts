@@ -443,9 +443,9 @@ export const CONFIG_SCHEMA = [
     key: "logFormat",
     env: "SLUICE_LOG_FORMAT",
     type: "enum",
-    choices: ["json", "pretty"],
-    default: "json",
-    doc: "Log format: one JSON object per line, or human-readable",
+    choices: ["auto", "json", "pretty"],
+    default: "auto",
+    doc: "Log format: `auto` = human-readable on a terminal, one JSON object per line otherwise",
   },
   // Replay and idempotency
   {

@@ -2,6 +2,12 @@
  * SIGTERM and SIGINT handling: the first signal starts the graceful shutdown
  * (supervisors/shutdown.ts), a second one forces the exit.
  *
+ * The same signal again within {@link DUPLICATE_WINDOW_MS} is the same
+ * request, not a second one: Ctrl-C on `deno task start` delivers SIGINT
+ * twice a few milliseconds apart (the terminal's, then the one `deno task`
+ * forwards to its child), and a supervisor may resend SIGTERM. A deliberate
+ * second signal (later, or a different one) still forces exit 3.
+ *
  * | Event                                   | Exit code                |
  * | --------------------------------------- | ------------------------ |
  * | first signal, every phase completed     | 0                        |
@@ -23,6 +29,8 @@ const log = logger("signals");
 
 /** Exit code after a second signal cut the graceful shutdown short. */
 export const FORCED_EXIT_CODE = 3;
+/** A repeat of the first signal within this many ms is a duplicate of it, not a second request. */
+export const DUPLICATE_WINDOW_MS = 1000;
 /** Exit code when the graceful shutdown ended with a failed or timed-out phase. */
 export const UNCLEAN_EXIT_CODE = 1;
 
@@ -39,6 +47,10 @@ export interface SignalHandlerOptions {
   exit?: (code: number) => void;
   /** Read for the forced-exit log line (which phase was cut short). Default {@link shutdownStatus}. */
   status?: ShutdownStatus;
+  /** Same-signal repeats within this window are ignored; default {@link DUPLICATE_WINDOW_MS}. */
+  duplicateWindowMs?: number;
+  /** Clock (ms), for tests; default `performance.now`. */
+  now?: () => number;
 }
 
 /** Installed handlers. */
@@ -62,8 +74,11 @@ export function installSignalHandlers(
   const signals = opts.signals ?? ["SIGTERM", "SIGINT"];
   const exit = opts.exit ?? ((code: number) => Deno.exit(code));
   const status = opts.status ?? shutdownStatus;
+  const duplicateWindowMs = opts.duplicateWindowMs ?? DUPLICATE_WINDOW_MS;
+  const now = opts.now ?? (() => performance.now());
   const decided = Promise.withResolvers<number>();
   let first: Deno.Signal | undefined;
+  let firstAt = 0;
   let exited = false;
 
   const finish = (code: number) => {
@@ -89,13 +104,23 @@ export function installSignalHandlers(
   const handler = (signal: Deno.Signal) => () => {
     if (first === undefined) {
       first = signal;
+      firstAt = now();
       log.warn("signal received; shutting down gracefully (send it again to force)", { signal });
       void graceful(signal);
+      return;
+    }
+    const afterMs = now() - firstAt;
+    if (signal === first && afterMs < duplicateWindowMs) {
+      log.debug("same signal again within the duplicate window; ignored", {
+        signal,
+        after_ms: Math.round(afterMs),
+      });
       return;
     }
     log.error("second signal; forcing exit", {
       signal,
       first,
+      after_ms: Math.round(afterMs),
       shutdown: status.describe(),
       code: FORCED_EXIT_CODE,
     });

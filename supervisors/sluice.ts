@@ -33,6 +33,7 @@
 import { hostname } from "node:os";
 import denoJson from "../deno.json" with { type: "json" };
 import { type AdaptiveLimiter, createAdaptiveLimiter } from "../actors/adaptive_limiter.ts";
+import { buildReport } from "../actors/audit/report.ts";
 import { type AuditStore, FsAuditStore, S3AuditStore } from "../actors/audit/store.ts";
 import { AuditUploader } from "../actors/audit/uploader.ts";
 import {
@@ -48,7 +49,7 @@ import { createEmbeddedLog, embeddedLogDir } from "../actors/embedded_log.ts";
 import { type IdempotencyStore, openIdempotencyStore } from "../actors/idempotency.ts";
 import { createKafkaLog } from "../actors/kafka_log.ts";
 import { type LoadGenerator, startLoadGenerator } from "../actors/load_generator.ts";
-import { configureLog, logger } from "../actors/log.ts";
+import { configureLog, flushRepeatedLogs, logFormat, logger } from "../actors/log.ts";
 import { rateLimitCeiling, rateLimitEffective, registry } from "../actors/metrics.ts";
 import { Pipeline } from "../actors/pipeline.ts";
 import { createProcessor } from "../actors/processor.ts";
@@ -78,7 +79,7 @@ export interface Sluice {
   /** Port of the HTTP server. */
   readonly port: number;
   /** `local` when any part is embedded. */
-  readonly parts: { log: string; audit: string; upstream: string };
+  readonly parts: { log: string; audit: string; upstream: string; load?: string };
   /** Runs the graceful shutdown once (later calls return the same report). */
   shutdown(reason: string): Promise<ShutdownReport>;
   /** Resolves with the exit code: after a shutdown, or when the tree gave up. */
@@ -155,6 +156,8 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
       secretKey: config.s3SecretKey!,
     })
     : new FsAuditStore(`${config.dataDir}/audit`);
+  // The local store exists from the start: `audit report` tells "no store here" from "no events yet".
+  if (!config.s3Endpoint) await Deno.mkdir(`${config.dataDir}/audit`, { recursive: true });
   let sim: SimUpstream | undefined;
   if (!config.upstreamUrl) sim = await startSimulatedUpstream({ latencyMs: 20, jitterMs: 20 });
   const upstreamUrl = config.upstreamUrl ?? sim!.url;
@@ -166,6 +169,9 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
       ? `S3 ${config.s3Endpoint} bucket ${config.s3Bucket}`
       : `local store ${config.dataDir}/audit`,
     upstream: sim ? `simulated upstream ${sim.url}` : upstreamUrl,
+    load: logClient.kind === "embedded"
+      ? `load generator ${opts.loadRate ?? 20} records/s to topic ${config.topics[0]}`
+      : undefined,
   };
 
   // Live instances, replaced when the supervisor restarts a child.
@@ -313,6 +319,17 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
       start: (req) => replayDriver().start(req),
       get: (id) => replayDriver().get(id),
       cancel: (id) => replayDriver().cancel(id),
+    },
+    audit: {
+      async trace({ traceId, from, to }) {
+        const r = await buildReport(store, {
+          from: new Date(from),
+          to: new Date(to),
+          prefix: config.auditPrefix,
+          traceId,
+        });
+        return { store: r.store, objects: r.objects, ...r.trace };
+      },
     },
     dlq: {
       list: (query) => dlqStore().list(query),
@@ -766,21 +783,41 @@ export async function runSluice(config: Config): Promise<number> {
   const base = `http://${
     config.httpHost === "0.0.0.0" ? "127.0.0.1" : config.httpHost
   }:${sluice.port}`;
-  const banner = [
-    "",
-    `sluice ${denoJson.version} is running`,
-    `  log:       ${sluice.parts.log}`,
-    `  audit:     ${sluice.parts.audit}`,
-    `  upstream:  ${sluice.parts.upstream}`,
-    `  dashboard: ${base}/        inspector: ${base}/inspect`,
-    `  metrics:   ${base}/metrics  ready: ${base}/health/ready`,
-    config.controlToken
-      ? `  control:   ${base}/control/* (bearer token required)`
-      : `  control:   ${base}/control/* (no SLUICE_CONTROL_TOKEN: loopback clients only)`,
-    "",
-  ].join("\n");
-  console.error(banner);
+  const info = {
+    version: denoJson.version,
+    pid: Deno.pid,
+    ...sluice.parts,
+    dashboard: `${base}/`,
+    inspector: `${base}/inspect`,
+    stop: `Ctrl-C, or kill -TERM ${Deno.pid}`,
+  };
+  if (logFormat() === "json") {
+    // A log collector reads JSON lines: the banner is one of them.
+    log.info("sluice is running", info);
+  } else {
+    const banner = [
+      "",
+      `sluice ${denoJson.version} is running (pid ${Deno.pid})`,
+      `  log:       ${sluice.parts.log}`,
+      `  audit:     ${sluice.parts.audit}`,
+      `  upstream:  ${sluice.parts.upstream}`,
+      ...(sluice.parts.load
+        ? [`  load:      ${sluice.parts.load} (change: PUT ${base}/control/load)`]
+        : []),
+      `  dashboard: ${base}/`,
+      `  inspector: ${base}/inspect`,
+      `  metrics:   ${base}/metrics    ready: ${base}/health/ready`,
+      config.controlToken
+        ? `  control:   ${base}/control/* (bearer token required)`
+        : `  control:   ${base}/control/* (no SLUICE_CONTROL_TOKEN: loopback clients only)`,
+      `  stop:      Ctrl-C, or kill -TERM ${Deno.pid} (ordered shutdown, exit 0 when clean;`,
+      `             the same signal again after 1 s forces exit 3)`,
+      "",
+    ].join("\n");
+    console.error(banner);
+  }
   const code = await sluice.exited;
   signals.remove();
+  flushRepeatedLogs();
   return code;
 }

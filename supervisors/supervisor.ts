@@ -41,8 +41,10 @@
  *   `spawnActor(..., { parentId: ctx.parentId })` into a child handle.
  *
  * Each supervisor's lifecycle is a `machines/supervisor.ts` actor created
- * through `spawnActor` (kind `supervisor`), so `/inspect` shows it; children
- * receive the supervisor's id as `ctx.parentId` to register under it.
+ * through `spawnActor` (kind `supervisor`), so `/inspect` shows it, with its
+ * children (id, state, restarts) in its summary; each child receives
+ * `<supervisor id>/<child id>` as `ctx.parentId` to register its actors
+ * under that child.
  * Restarts are counted in `actor_restarts_total{actor=<child id>}`.
  *
  * @module
@@ -81,7 +83,12 @@ export interface ChildExit {
 export interface ChildContext {
   /** The child's id, from its spec. */
   id: string;
-  /** The supervisor's id: pass it as `parentId` to `spawnActor` so the inspector nests the child. */
+  /**
+   * The child's place in the tree, `<supervisor id>/<child id>`: pass it as
+   * `parentId` to `spawnActor` so the inspector nests the child's actors
+   * under that child of that supervisor (the supervisor lists its children
+   * in its summary; the inspector draws one node per child).
+   */
   parentId: string;
   /** How many times the supervisor restarted this child so far (0 on the first start). */
   restarts: number;
@@ -279,7 +286,16 @@ export class Supervisor implements ChildHandle {
       kind: "supervisor",
       parentId: opts.parentId,
       input: { supervisorId: this.id, strategy: this.#strategy },
-      summary: (s) => ({ state: s.value, strategy: this.#strategy, restarts: s.context.restarts }),
+      summary: (s) => ({
+        state: s.value,
+        strategy: this.#strategy,
+        restarts: s.context.restarts,
+        children: this.#children.map((c) => ({
+          id: c.spec.id,
+          state: c.state,
+          restarts: c.restarts,
+        })),
+      }),
     });
     this.#actor.subscribe({
       complete: () => {
@@ -466,7 +482,7 @@ export class Supervisor implements ChildHandle {
     try {
       handle = await entry.spec.start({
         id: entry.spec.id,
-        parentId: this.id,
+        parentId: `${this.id}/${entry.spec.id}`,
         restarts: entry.restarts,
       });
     } catch (e) {

@@ -135,7 +135,8 @@ Deno.test("deno task bundle builds dist/sluice.js, which runs alone with an empt
         const s = await status;
         await pumps;
         assert.equal(s.code, 0, `exit code after SIGTERM:\n${output.slice(-4000)}`);
-        assert.match(output, /sluice \d+\.\d+\.\d+ is running/);
+        // Not a terminal: the banner is a JSON log line with the version and the pid.
+        assert.match(output, /"msg":"sluice is running","version":"\d+\.\d+\.\d+","pid":\d+/);
         assert.match(output, /shutdown completed/);
       } finally {
         if (!exited) child.kill("SIGKILL");

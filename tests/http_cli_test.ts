@@ -57,6 +57,7 @@ Deno.test("sluice status prints state, readiness, checks and partitions", async 
     assert.match(text, /FAIL {2}s3 +degraded: spool 40 MB/);
     assert.match(text, /ok {4}kafka/);
     assert.match(text, /orders:0 {2}running {2}lag=0/);
+    assert.ok(!/[{}"]/.test(text), `readable lines, no JSON:\n${text}`);
     out.length = 0;
     assert.equal(await statusCommand.run(["--json"]), 0);
     assert.equal(JSON.parse(out.join("\n")).state, "running");

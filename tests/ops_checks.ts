@@ -386,12 +386,18 @@ export async function checkCompose(doc: unknown, routeExists: RouteExists): Prom
   return problems;
 }
 
-/** Checks compose/Dockerfile: pinned official Deno image, `deno task start`. */
+/**
+ * Checks compose/Dockerfile: pinned official Deno image, started through the
+ * launcher (`/app/sluice start`, which execs Deno: SIGTERM reaches sluice).
+ */
 export function checkDockerfile(text: string): string[] {
   const problems: string[] = [];
   const from = text.match(/^FROM\s+(\S+)/m)?.[1];
   if (from !== "denoland/deno:2.9.6") problems.push(`FROM ${from}: expected denoland/deno:2.9.6`);
-  if (!/^CMD\s+\["task",\s*"start"\]/m.test(text)) problems.push("CMD is not task start");
+  if (!/^ENTRYPOINT\s+\["\/app\/sluice"\]/m.test(text)) {
+    problems.push("ENTRYPOINT is not the launcher /app/sluice");
+  }
+  if (!/^CMD\s+\["start"\]/m.test(text)) problems.push("CMD is not start");
   if (!/^USER\s+(deno|1993)\b/m.test(text)) problems.push("the image does not drop root");
   return problems;
 }

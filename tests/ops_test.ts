@@ -282,6 +282,26 @@ Deno.test("docker-compose.yml: pinned images, real SLUICE_ variables, served hea
   assert.deepEqual(checkDockerfile(readKitFile("Dockerfile")), []);
 });
 
+Deno.test("Dockerfile check refuses `deno task start` (a process between the runtime and sluice)", () => {
+  const text = readKitFile("Dockerfile").replace(/^ENTRYPOINT .*$/m, "").replace(
+    /^CMD .*$/m,
+    'CMD ["task", "start"]',
+  );
+  const problems = checkDockerfile(text).join("\n");
+  assert.match(problems, /ENTRYPOINT is not the launcher/);
+  assert.match(problems, /CMD is not start/);
+});
+
+Deno.test("systemd unit example: runs the launcher, stops with SIGTERM, grace above the phase deadlines", () => {
+  const unit = readKitFile("sluice.service");
+  assert.match(unit, /^ExecStart=\/opt\/sluice\/sluice start$/m);
+  assert.match(unit, /^KillSignal=SIGTERM$/m);
+  assert.match(unit, /^KillMode=mixed$/m);
+  const stop = Number(/^TimeoutStopSec=(\d+)$/m.exec(unit)?.[1]);
+  assert.ok(stop > 30, `TimeoutStopSec ${stop} exceeds the 30 s of default phase deadlines`);
+  assert.match(unit, /^SuccessExitStatus=0$/m);
+});
+
 Deno.test("compose check fails on latest tags, unknown variables, wrong healthcheck, short grace", async () => {
   const doc = parseYaml(readKitFile("docker-compose.yml")) as Json;
   doc.services.grafana.image = "grafana/grafana:latest";

@@ -13,9 +13,9 @@ import { parseEnvelope } from "../actors/envelope.ts";
 import { type IdempotencyStore, openIdempotencyStore } from "../actors/idempotency.ts";
 import type { Processor } from "../actors/processor.ts";
 import type { Outcome, SourceRecord } from "../actors/record.ts";
-import { ReplayManager } from "../actors/replay.ts";
+import { replayEta, ReplayManager } from "../actors/replay.ts";
 import type { LogClient } from "../actors/source.ts";
-import { formatProgress } from "../actors/replay_cli.ts";
+import { formatDlqTable, formatProgress } from "../actors/replay_cli.ts";
 import { replayDriverMachine, zeroCounts } from "../machines/replay_driver.ts";
 import { HttpError } from "../http/errors.ts";
 import { parseDlqBulk, parseDlqQuery, parseReplay } from "../http/validate.ts";
@@ -411,7 +411,38 @@ Deno.test("DLQ store: list with filters and cursor, replay once, then already_de
     assert.equal(p.delivered, 2);
     assert.equal(p.skipped_duplicate, 1);
     assert.match(formatProgress(p as never), /done \[#+\] 100% 3\/3/);
+
+    // "Delivered since" is true whichever way the record got delivered: its
+    // own replay, the bulk replay, or (here) a window replay or the live
+    // consumer, which only record the idempotency key.
+    const before = await dlq.list({ limit: 100 });
+    const since = (page: typeof before) =>
+      Object.fromEntries(page.items.map((d) => [d.id, d.delivered_since]));
+    assert.deepEqual(since(before), {
+      "orders:0:0": true,
+      "orders:1:1": false,
+      "orders:0:2": true,
+      "orders:1:3": false,
+      "orders:0:4": true,
+      "orders:1:5": false,
+    });
+    f.store.record("orders-3");
+    assert.equal(since(await dlq.list({ limit: 100 }))["orders:1:3"], true);
+    assert.equal(
+      formatDlqTable(before.items as never).split("\n")[0].includes("DELIVERED-SINCE"),
+      true,
+    );
   } finally {
     await f.close();
   }
+});
+
+Deno.test("replayEta counts skipped records: a replay made of skips is not estimated at the send rate", () => {
+  // 10,000 records, 500 handled (all skipped as already delivered) in 0.5 s, rate 20/s:
+  // at that pace the rest takes about 10 s, not 9,500 / 20 = 475 s.
+  assert.equal(replayEta({ left: 9500, handled: 500, elapsedMs: 500, rate: 20 }), 10);
+  // Nothing handled yet: the configured rate is all there is.
+  assert.equal(replayEta({ left: 100, handled: 0, elapsedMs: 0, rate: 20 }), 5);
+  assert.equal(replayEta({ left: 0, handled: 10, elapsedMs: 100, rate: 20 }), 0);
+  assert.equal(replayEta({ left: null, handled: 10, elapsedMs: 100, rate: 20 }), null);
 });

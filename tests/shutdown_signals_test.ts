@@ -12,7 +12,8 @@ const root = new URL("..", import.meta.url);
 
 /**
  * The fixture program. `FIXTURE_MODE`: `clean` (every phase succeeds),
- * `fail` (drain throws), `hang` (drain waits for its 60 s deadline).
+ * `fail` (drain throws), `hang` (drain waits for its 60 s deadline), `slow`
+ * (drain takes 1.5 s, then succeeds).
  */
 const FIXTURE = `
 import { installSignalHandlers } from "${new URL("supervisors/signals.ts", root)}";
@@ -26,12 +27,15 @@ const impls = Object.fromEntries(SHUTDOWN_PHASES.map((name) => [name, {
     if (name !== "drain") return;
     if (mode === "fail") throw new Error("drain failed");
     if (mode === "hang") await new Promise((r) => signal.addEventListener("abort", r));
+    if (mode === "slow") await new Promise((r) => setTimeout(r, 1500));
   },
 }]));
 installSignalHandlers((signal) => runShutdown(canonicalPhases(impls), { reason: signal }));
 setInterval(() => {}, 60_000); // stands for the HTTP server keeping the process alive
 console.log("ready");
 `;
+
+type Mode = "clean" | "fail" | "hang" | "slow";
 
 interface Fixture {
   stdout(): string;
@@ -41,7 +45,7 @@ interface Fixture {
   exit(): Promise<number>;
 }
 
-function startFixture(mode: "clean" | "fail" | "hang"): Fixture {
+function startFixture(mode: Mode): Fixture {
   const child = new Deno.Command(Deno.execPath(), {
     args: ["eval", "--ext=ts", FIXTURE],
     cwd: root.pathname,
@@ -73,7 +77,7 @@ function startFixture(mode: "clean" | "fail" | "hang"): Fixture {
 
 /** Runs `fn` on a fixture; kills it (SIGKILL) unless it exited, and always reaps it. */
 async function withFixture(
-  mode: "clean" | "fail" | "hang",
+  mode: Mode,
   fn: (f: Fixture) => Promise<void>,
 ): Promise<void> {
   const f = startFixture(mode);
@@ -150,6 +154,39 @@ Deno.test("installSignalHandlers: a second signal during the shutdown forces exi
     assert.equal(forced.signal, "SIGINT");
     assert.equal(forced.first, "SIGTERM");
     assert.equal(forced.shutdown, "shutting down: phase drain (3/6)");
+  });
+});
+
+Deno.test("installSignalHandlers: the same signal twice within a second (deno task's forward) is one request: exit 0", async () => {
+  await withFixture("slow", async (f) => {
+    // Ctrl-C on `deno task start`: the terminal's SIGINT, then the one deno task forwards.
+    f.kill("SIGINT");
+    await new Promise((r) => setTimeout(r, 5));
+    f.kill("SIGINT");
+    await new Promise((r) => setTimeout(r, 300));
+    f.kill("SIGINT");
+    assert.equal(await f.exit(), 0);
+    assert.deepEqual(phasesRun(f.stdout()), [...SHUTDOWN_PHASES]);
+    const logs = logLines(f.stderr());
+    assert.ok(!logs.some((l) => l.msg === "second signal; forcing exit"));
+    assert.equal(logs.filter((l) => l.msg === "shutdown phase completed").length, 6);
+  });
+});
+
+Deno.test("installSignalHandlers: the same signal again after the duplicate window still forces exit code 3", async () => {
+  await withFixture("hang", async (f) => {
+    f.kill("SIGINT");
+    await waitFor(() => f.stdout().includes("phase:drain"), {
+      timeoutMs: 10_000,
+      message: "drain phase started",
+    });
+    await new Promise((r) => setTimeout(r, 1200));
+    f.kill("SIGINT");
+    assert.equal(await f.exit(), FORCED_EXIT_CODE);
+    const forced = logLines(f.stderr()).find((l) => l.msg === "second signal; forcing exit");
+    assert.equal(forced?.signal, "SIGINT");
+    assert.equal(forced?.first, "SIGINT");
+    assert.ok((forced?.after_ms as number) >= 1000, `after_ms ${forced?.after_ms}`);
   });
 });
 

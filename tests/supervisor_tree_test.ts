@@ -380,7 +380,7 @@ Deno.test("a nested supervisor that gives up escalates to its parent, which rest
     p.spec("z"),
   ], { id: outerId, intensity: { maxRestarts: 1, periodMs: 60_000 } });
   assert.deepEqual(p.events, ["start:a", "start:w1", "start:w2", "start:z"]);
-  assert.equal(listActors().find((x) => x.id === innerId)?.parentId, outerId);
+  assert.equal(listActors().find((x) => x.id === innerId)?.parentId, `${outerId}/${innerId}`);
   assert.equal(outer.status().children[1].kind, "supervisor");
   assert.equal((outer.status().children[1].status as { state: string }).state, "running");
 
@@ -389,7 +389,7 @@ Deno.test("a nested supervisor that gives up escalates to its parent, which rest
   await until(() => p.starts("w1") === 2 && outer.state === "running", "inner restarted");
   assert.deepEqual(p.since(mark), ["stop:w1", "start:w1", "start:w2"]);
   assert.equal(await restartsOf(innerId), 1);
-  assert.equal(listActors().find((x) => x.id === innerId)?.parentId, outerId);
+  assert.equal(listActors().find((x) => x.id === innerId)?.parentId, `${outerId}/${innerId}`);
 
   mark = p.events.length;
   p.exit("w2"); // second escalation: the outer gives up too
@@ -449,14 +449,14 @@ Deno.test("actorChild: XState children register under the supervisor, restart on
   const starts: number[] = [];
   const sup = await startSupervisor([workerSpec(workerId, starts)], { id: rootId });
   const entry = () => listActors().find((a) => a.id === workerId);
-  assert.equal(entry()?.parentId, rootId);
+  assert.equal(entry()?.parentId, `${rootId}/${workerId}`);
   const first = entry()?.actor;
 
   first?.send({ type: "CRASH" });
   await until(() => starts.length === 2 && sup.state === "running", "worker restarted");
   assert.deepEqual(starts, [0, 1]);
   assert.notEqual(entry()?.actor, first, "the registry holds the new actor");
-  assert.equal(entry()?.parentId, rootId);
+  assert.equal(entry()?.parentId, `${rootId}/${workerId}`);
   assert.match(sup.status().children[0].lastExit ?? "", /worker machine crashed/);
 
   const second = entry()?.actor;

@@ -431,6 +431,35 @@ export function storeFromConfig(
   return { store, prefix: c.auditPrefix };
 }
 
+/**
+ * Why the configured store cannot be read, or undefined when it can. A
+ * report over a store that is not there would say "No events in the
+ * window", which reads as "nothing happened".
+ */
+export async function missingStore(store: AuditStore, prefix: string): Promise<string | undefined> {
+  if (store instanceof FsAuditStore) {
+    const dir = store.dir.startsWith("/") ? store.dir : `${Deno.cwd()}/${store.dir}`;
+    try {
+      const st = await Deno.stat(dir);
+      if (!st.isDirectory) return `the local audit store ${dir} is not a directory`;
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+      return `no audit store at ${dir}: nothing was ever written there. Run the report with the ` +
+        `service's settings: its SLUICE_DATA_DIR (local store <data dir>/audit), or its ` +
+        `SLUICE_S3_ENDPOINT, SLUICE_S3_BUCKET and keys when it writes to S3`;
+    }
+    return undefined;
+  }
+  try {
+    await store.list(`${prefix}/`);
+  } catch (e) {
+    return `cannot read the audit store ${store.describe()}: ${
+      e instanceof Error ? e.message : String(e)
+    }`;
+  }
+  return undefined;
+}
+
 const USAGE = [
   "Usage: sluice audit report --from TIME --to TIME [--trace-id ID] [--format md|json]",
   "",
@@ -486,6 +515,11 @@ export const auditCommand: Command = {
     }
     const { store, prefix } = storeFromConfig();
     try {
+      const missing = await missingStore(store, prefix);
+      if (missing) {
+        console.error(`sluice audit: ${missing}`);
+        return 1;
+      }
       const report = await buildReport(store, {
         from,
         to,

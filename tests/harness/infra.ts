@@ -31,6 +31,8 @@ const DEBIAN_PACKAGES: [binary: string, pkg: string][] = [
   ["mvn", "maven"],
   ["chromium", "chromium"],
   ["setsid", "util-linux"],
+  ["tmux", "tmux"],
+  ["curl", "curl"],
 ];
 
 async function hasBinary(name: string): Promise<boolean> {

@@ -40,9 +40,16 @@ const OUTPUT_BYTES = Number(Deno.env.get("SLUICE_TEST_OUTPUT_BYTES") ?? "200000"
 export async function startSluiceProcess(opts: SluiceProcessOptions): Promise<SluiceProcess> {
   const port = freePort();
   const dataDir = opts.dataDir ?? await Deno.makeTempDir({ prefix: "sluice-it-" });
+  // sluice refuses unknown SLUICE_* variables: pass none of ours (a wrapper or
+  // the runner may set some), only the test's.
+  const inherited = Object.fromEntries(
+    Object.entries(Deno.env.toObject()).filter(([k]) => !k.startsWith("SLUICE_")),
+  );
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "--allow-all", MAIN, "start"],
+    clearEnv: true,
     env: {
+      ...inherited,
       SLUICE_HTTP_PORT: String(port),
       SLUICE_HTTP_HOST: "127.0.0.1",
       SLUICE_DATA_DIR: dataDir,
