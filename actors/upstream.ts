@@ -56,6 +56,7 @@ import type { FailureReason } from "./audit/event.ts";
 import { CircuitOpenError } from "./circuit_breaker.ts";
 import type { Envelope } from "./envelope.ts";
 import { headerValue } from "./envelope.ts";
+import type { AttemptTracer } from "./tracing.ts";
 import {
   errorsTotal,
   inflightRequests,
@@ -131,7 +132,7 @@ export interface UpstreamClient {
   deliver(
     envelope: Envelope,
     record: SourceRecord,
-    options?: { signal?: AbortSignal },
+    options?: { signal?: AbortSignal; trace?: AttemptTracer },
   ): Promise<DeliveryResult>;
   /** Closes the connections (waits for requests in flight). */
   close(): Promise<void>;
@@ -286,7 +287,7 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
   async function deliver(
     envelope: Envelope,
     record: SourceRecord,
-    opts: { signal?: AbortSignal } = {},
+    opts: { signal?: AbortSignal; trace?: AttemptTracer } = {},
   ): Promise<DeliveryResult> {
     const callerSignal = opts.signal;
     if (callerSignal?.aborted) throw callerSignal.reason;
@@ -342,21 +343,31 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
           retriesTotal.inc();
         }
         let a: Attempt;
+        // Tracing (actors/tracing.ts): one span per attempt, whose traceparent goes upstream.
+        const span = opts.trace?.attempt(n);
+        const sent = span ? { ...headers, traceparent: span.traceparent } : headers;
         try {
           const run = (signal: AbortSignal) => {
-            if (signal === ctl.signal) return attempt(body, headers, ctl.signal);
+            if (signal === ctl.signal) return attempt(body, sent, ctl.signal);
             // The breaker's signal (aborted on stop) also aborts this attempt.
             const onStop = () => ctl.abort(signal.reason);
             signal.addEventListener("abort", onStop, { once: true });
-            return attempt(body, headers, ctl.signal).finally(() =>
+            return attempt(body, sent, ctl.signal).finally(() =>
               signal.removeEventListener("abort", onStop)
             );
           };
           a = breaker ? await breaker.run(run, isUnhealthy) : await run(ctl.signal);
         } catch (e) {
+          span?.end({ kind: e instanceof CircuitOpenError ? "circuit_open" : "aborted" });
           if (e instanceof CircuitOpenError) return failed("CIRCUIT_OPEN", e.message);
           throw e;
         }
+        span?.end({
+          kind: a.kind,
+          status: a.kind === "ok" || a.kind === "http" ? a.status : null,
+          timeoutType: a.kind === "timeout" ? a.type : null,
+          detail: a.kind === "network" ? a.detail : undefined,
+        });
         out.attempts++;
         out.latencyMs = a.latencyMs;
         if (a.kind === "ok") {

@@ -52,7 +52,9 @@ import { createApp } from "../http/app.ts";
 import type { AppDeps, ReadyCheck, StatusSummary } from "../http/deps.ts";
 import { HttpError } from "../http/errors.ts";
 import { type RunningServer, serveApp } from "../http/server.ts";
-import type { Config } from "./config.ts";
+import { type Config, ConfigError } from "./config.ts";
+import { loadPayloadSchemas, SchemaDirError } from "../actors/schema.ts";
+import { createTracing, otlpTracesUrl } from "../actors/tracing.ts";
 import { canonicalPhases, runShutdown, type ShutdownReport, ShutdownStatus } from "./shutdown.ts";
 import { exitCodeFor, installSignalHandlers } from "./signals.ts";
 import {
@@ -110,6 +112,14 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
   let shutdownRun: Promise<ShutdownReport> | undefined;
   const exited = Promise.withResolvers<number>();
 
+  // Payload schemas: an invalid one is a configuration error (exit 2), before anything starts.
+  let schemas;
+  try {
+    schemas = config.schemaDir ? loadPayloadSchemas(config.schemaDir) : undefined;
+  } catch (e) {
+    throw e instanceof SchemaDirError ? new ConfigError(e.problems) : e;
+  }
+  const validatePayload = schemas?.validate;
   // The parts chosen by the configuration: real when configured, else embedded.
   const logClient: LogClient = config.kafkaBrokers.length > 0
     ? createKafkaLog({
@@ -133,6 +143,17 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
   let sim: SimUpstream | undefined;
   if (!config.upstreamUrl) sim = await startSimulatedUpstream({ latencyMs: 20, jitterMs: 20 });
   const upstreamUrl = config.upstreamUrl ?? sim!.url;
+  // Traces over OTLP when an endpoint is configured (actors/tracing.ts); off otherwise.
+  const otlpUrl = otlpTracesUrl(config.otlpEndpoint);
+  const tracing = otlpUrl
+    ? createTracing({
+      url: otlpUrl,
+      sampleRatio: config.traceSampleRatio,
+      upstreamHost: new URL(upstreamUrl).host,
+      consumerGroup: config.groupId,
+    })
+    : undefined;
+  if (otlpUrl) log.info("tracing on", { otlp: otlpUrl, sample_ratio: config.traceSampleRatio });
   const parts = {
     log: logClient.kind === "kafka"
       ? logClient.description
@@ -405,6 +426,8 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
           consumerGroup: config.groupId,
           processingHost: `${config.clientId}@${hostname()}`,
           maxRecordBytes: config.maxRecordBytes,
+          validatePayload,
+          tracing,
           onDelivered: (key) => idempotency?.record(key),
           publishDeadLetter: async (dl) => {
             const m = toDeadLetterMessage(dl, { suffix: config.dlqSuffix });
@@ -466,6 +489,8 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
           consumerGroup: config.groupId,
           processingHost: `${config.clientId}@${hostname()}`,
           maxRecordBytes: config.maxRecordBytes,
+          validatePayload,
+          tracing,
           replay,
           publishDeadLetter: async (dl) => {
             await ensureDlq(dl.original_topic);
@@ -538,6 +563,7 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
     clearInterval(pinger);
     await sim?.stop();
     await logClient.close().catch(() => {});
+    await tracing?.shutdown(500);
     throw e;
   }
 
@@ -592,6 +618,7 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
           clearInterval(pinger);
           await sim?.stop();
           await logClient.close().catch(() => {});
+          await tracing?.shutdown(1500);
         },
       },
     });
@@ -621,6 +648,7 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
     clearInterval(pinger);
     await sim?.stop().catch(() => {});
     await logClient.close().catch(() => {});
+    await tracing?.shutdown(1500);
     exited.resolve(exit.reason instanceof Error ? 1 : 0);
   });
   return sluice;

@@ -7,6 +7,7 @@
  * deno task bench                     # starts Kafka + RGW itself, stops them at the end (also on Ctrl-C)
  * deno task bench --quick             # tiny sizes (what CI runs, through tests/bench_quick_test.ts)
  * deno task bench --out path.json     # default ./bench-results.json
+ * deno task bench --only cost         # only the scenarios whose name contains "cost"
  * SLUICE_TEST_STATE=… deno task bench # reuse running infrastructure (deno task test --hold, or the runner)
  * ```
  *
@@ -26,7 +27,13 @@
  *    → `record.completed` on `/ws/events`, with the upstream's own timestamps
  *    to split the record's time; the audit's share is the in-process spool
  *    append latency (group commit, same concurrency) over the rest;
- * 6. audit append throughput with and without group commit (`benchAppend`).
+ * 6. audit append throughput with and without group commit (`benchAppend`);
+ * 7. cost of the optional per-record work: the same pre-filled topic consumed
+ *    by sluice against a no-op upstream without it, with a payload JSON
+ *    Schema (`SLUICE_SCHEMA_DIR`), with traces exported over OTLP to a
+ *    receiver at 10 % and 100 % sampling, alternated in rounds so that
+ *    drifts of the shared machine hit every configuration alike; ratio =
+ *    with / without.
  *
  * @module
  */
@@ -44,6 +51,7 @@ import {
 } from "../harness/infra.ts";
 import { checkLedger, readAllAuditEvents, rgwStore } from "../harness/ledger.ts";
 import { infra, uniqueName } from "../harness/mod.ts";
+import { startOtlpReceiver } from "../harness/otlp_receiver.ts";
 import { type SluiceProcess, startSluiceProcess } from "../harness/sluice_process.ts";
 import {
   type BenchStub,
@@ -76,6 +84,8 @@ interface Sizes {
   appendEvents: number;
   appendSingleEvents: number;
   appendLatencyEvents: number;
+  costRecords: number;
+  costRounds: number;
 }
 
 const FULL: Sizes = {
@@ -90,6 +100,8 @@ const FULL: Sizes = {
   appendEvents: 20_000,
   appendSingleEvents: 2_000,
   appendLatencyEvents: 3_000,
+  costRecords: 20_000,
+  costRounds: 2,
 };
 
 const QUICK: Sizes = {
@@ -104,6 +116,8 @@ const QUICK: Sizes = {
   appendEvents: 500,
   appendSingleEvents: 100,
   appendLatencyEvents: 200,
+  costRecords: 400,
+  costRounds: 1,
 };
 
 /** One line of the table. */
@@ -736,6 +750,162 @@ async function auditThroughput(z: Sizes): Promise<Row[]> {
   ];
 }
 
+/** The payload schema of the bench records (`envelope()` of lib.ts): every record passes. */
+const BENCH_PAYLOAD_SCHEMA = {
+  $schema: "https://json-schema.org/draft/2020-12/schema",
+  type: "object",
+  required: ["key", "seq", "note"],
+  additionalProperties: false,
+  properties: {
+    key: { type: "string", pattern: "^key-[0-9]+$", maxLength: 64 },
+    seq: { type: "integer", minimum: 0 },
+    note: { type: "string", maxLength: 1024 },
+  },
+};
+
+/** One configuration of the cost runs: extra environment, set up and torn down around them. */
+interface CostConfig {
+  id: string;
+  label: string;
+  env: (topic: string) => Promise<Record<string, string>>;
+  cleanup?: () => Promise<void>;
+}
+
+/**
+ * Runs `configs` against the same pre-filled topic, `rounds` times in turn
+ * (each run its own group); returns the mean throughput and CPU per config.
+ */
+async function costRuns(
+  kafka: Kafka,
+  z: Sizes,
+  configs: CostConfig[],
+): Promise<Map<string, { rps: number[]; cpuMsPer1k: number[] }>> {
+  const topic = uniqueName("bench-cost");
+  say(`cost: filling ${topic} with ${z.costRecords} records`);
+  await fillTopic(kafka, topic, z.costRecords);
+  const out = new Map(
+    configs.map((c) => [c.id, { rps: [] as number[], cpuMsPer1k: [] as number[] }]),
+  );
+  try {
+    for (let round = 0; round < z.costRounds; round++) {
+      for (const c of configs) {
+        const extra = await c.env(topic);
+        const r = await withStub({ latencyMs: 0 }, (stub) =>
+          withSluice(
+            sluiceEnv(topic, uniqueName("bench-cost"), uniqueName("bench-audit"), stub.url, {
+              SLUICE_ORDERING: "key",
+              SLUICE_MAX_INFLIGHT: "1000",
+              ...extra,
+            }),
+            (s) => measureSluice(`cost-${c.id}`, s, stub, z.costRecords),
+          ));
+        say(`cost: ${c.label} round ${round + 1}: ${round1(r.rps)} records/s`);
+        out.get(c.id)!.rps.push(r.rps);
+        out.get(c.id)!.cpuMsPer1k.push(r.cpuMsPer1k);
+      }
+    }
+  } finally {
+    for (const c of configs) await c.cleanup?.().catch(() => {});
+  }
+  return out;
+}
+
+const round1 = (v: number) => Math.round(v);
+const mean = (v: number[]) => v.reduce((a, b) => a + b, 0) / Math.max(1, v.length);
+
+async function perRecordCost(kafka: Kafka, z: Sizes): Promise<Row[]> {
+  const schemaDir = await Deno.makeTempDir({ prefix: "sluice-bench-schema-" });
+  const configs: CostConfig[] = [
+    { id: "base", label: "no schema", env: () => Promise.resolve({}) },
+    {
+      id: "schema",
+      label: "payload JSON Schema",
+      env: async (topic) => {
+        await Deno.writeTextFile(
+          `${schemaDir}/${topic}.schema.json`,
+          JSON.stringify(BENCH_PAYLOAD_SCHEMA),
+        );
+        return { SLUICE_SCHEMA_DIR: schemaDir };
+      },
+      cleanup: () => Deno.remove(schemaDir, { recursive: true }),
+    },
+  ];
+  const receiver = startOtlpReceiver();
+  for (const ratio of [10, 100]) {
+    configs.push({
+      id: `trace${ratio}`,
+      label: `traces at ${ratio} %`,
+      env: () => {
+        return Promise.resolve({
+          SLUICE_OTLP_ENDPOINT: receiver.url,
+          SLUICE_TRACE_SAMPLE_RATIO: String(ratio / 100),
+        });
+      },
+    });
+  }
+  let r;
+  try {
+    r = await costRuns(kafka, z, configs);
+  } finally {
+    await receiver.stop();
+  }
+  const base = r.get("base")!, schema = r.get("schema")!;
+  const runs = (v: number[]) => v.map(round1).join(", ");
+  const ratio = mean(schema.rps) / mean(base.rps);
+  const traceRows = [10, 100].flatMap((pct): Row[] => {
+    const t = r.get(`trace${pct}`)!;
+    const q = mean(t.rps) / mean(base.rps);
+    return [
+      {
+        id: `cost.trace${pct}`,
+        benchmark: `Per-record cost runs: same, traces over OTLP sampled at ${pct} %`,
+        value: round(mean(t.rps)),
+        unit: "records/s",
+        note: `runs ${runs(t.rps)}; ${round(mean(t.cpuMsPer1k))} ms CPU per 1000 records`,
+      },
+      {
+        id: `cost.trace${pct}_ratio`,
+        benchmark: `Tracing at ${pct} %: throughput with / without`,
+        value: round(q, 3),
+        unit: "×",
+        ...(pct === 10 ? { target: "≥ 0.95", met: q >= 0.95 } : {}),
+        note: `CPU per record with / without: ${
+          round(mean(t.cpuMsPer1k) / mean(base.cpuMsPer1k), 3)
+        }×`,
+      },
+    ];
+  });
+  say(
+    `cost: the receiver decoded ${receiver.spans.length} spans (${receiver.errors.length} errors)`,
+  );
+  return [
+    {
+      id: "cost.base",
+      benchmark: "Per-record cost runs: sluice, no-op upstream, no schema",
+      value: round(mean(base.rps)),
+      unit: "records/s",
+      note: `runs ${runs(base.rps)}; ${round(mean(base.cpuMsPer1k))} ms CPU per 1000 records`,
+    },
+    {
+      id: "cost.schema",
+      benchmark: "Per-record cost runs: same, with a payload JSON Schema (Ajv)",
+      value: round(mean(schema.rps)),
+      unit: "records/s",
+      note: `runs ${runs(schema.rps)}; ${round(mean(schema.cpuMsPer1k))} ms CPU per 1000 records`,
+    },
+    {
+      id: "cost.schema_ratio",
+      benchmark: "Schema validation: throughput with / without",
+      value: round(ratio, 3),
+      unit: "×",
+      note: `CPU per record with / without: ${
+        round(mean(schema.cpuMsPer1k) / mean(base.cpuMsPer1k), 3)
+      }×`,
+    },
+    ...traceRows,
+  ];
+}
+
 /** Formats rows as a Markdown table. */
 export function formatTable(rows: Row[]): string {
   const head = ["Benchmark", "Result", "Target", "Met", "Notes"];
@@ -758,12 +928,13 @@ async function main(): Promise<number> {
     options: {
       quick: { type: "boolean", default: false },
       out: { type: "string", default: "bench-results.json" },
+      only: { type: "string" },
       help: { type: "boolean", short: "h", default: false },
     },
   });
   if (values.help) {
     console.log(
-      "Usage: deno task bench [--quick] [--out FILE]\n\nStarts Kafka and Ceph RGW (or reuses them when SLUICE_TEST_STATE is set), runs the benchmarks of DESIGN §5, prints a table and writes FILE (default bench-results.json).",
+      "Usage: deno task bench [--quick] [--out FILE] [--only NAME]\n\nStarts Kafka and Ceph RGW (or reuses them when SLUICE_TEST_STATE is set), runs the benchmarks of DESIGN §5, prints a table and writes FILE (default bench-results.json).",
     );
     return 0;
   }
@@ -817,8 +988,10 @@ async function main(): Promise<number> {
       ["latency", () => latency(kafka, sizes)],
       ["memory", () => Promise.resolve(memoryRows())],
       ["audit throughput", () => auditThroughput(sizes)],
+      ["per-record cost", () => perRecordCost(kafka, sizes)],
     ];
     for (const [name, run] of scenarios) {
+      if (values.only !== undefined && !name.includes(values.only)) continue;
       try {
         rows.push(...await run());
       } catch (e) {
@@ -830,7 +1003,10 @@ async function main(): Promise<number> {
     await cleanup();
     handlers.forEach((off) => off());
   }
-  const missing = ROW_IDS.filter((id) => !rows.some((r) => r.id === id));
+  // With --only, only the rows of the scenarios run are expected.
+  const missing = values.only !== undefined
+    ? []
+    : ROW_IDS.filter((id) => !rows.some((r) => r.id === id));
   const result = {
     mode: values.quick ? "quick" : "full",
     date: new Date().toISOString(),

@@ -306,4 +306,11 @@ export const ROW_IDS: readonly string[] = [
   "audit.group_commit",
   "audit.single",
   "audit.speedup",
+  "cost.base",
+  "cost.schema",
+  "cost.schema_ratio",
+  "cost.trace10",
+  "cost.trace10_ratio",
+  "cost.trace100",
+  "cost.trace100_ratio",
 ];
