@@ -183,7 +183,7 @@ export function createProcessor(deps: ProcessorDeps): Processor {
   async function process(record: SourceRecord, signal?: AbortSignal): Promise<Outcome> {
     const started = performance.now();
     const env = parseEnvelope(record, { maxBytes, validatePayload: deps.validatePayload });
-    if (!deps.tracing) return await finish(record, signal, env, started);
+    if (!deps.tracing) return finish(record, signal, env, started);
     const t = deps.tracing.start(
       record,
       env.ok

@@ -73,11 +73,12 @@ import {
   type IdGenerator,
   ParentBasedSampler,
   RandomIdGenerator,
+  SamplingDecision,
   type SpanExporter,
   TraceIdRatioBasedSampler,
   TracerProvider,
 } from "@opentelemetry/sdk-trace";
-import { headerValue, parseTraceparent } from "./envelope.ts";
+import { headerValue, newSpanId, parseTraceparent } from "./envelope.ts";
 import { logger } from "./log.ts";
 import type { Outcome, SourceRecord } from "./record.ts";
 
@@ -190,17 +191,28 @@ function traceparentOf(span: Span): string {
   return `00-${c.traceId}-${c.spanId}-${flags}`;
 }
 
+const NOOP = () => {};
+
+/** The trace of a record that is not sampled: nothing recorded, traceparent flags 00. */
+function unsampled(traceId: string): RecordTrace {
+  return {
+    child: () => NOOP,
+    upstream: { attempt: () => ({ traceparent: `00-${traceId}-${newSpanId()}-00`, end: NOOP }) },
+    end: NOOP,
+    abort: NOOP,
+  };
+}
+
 /** Creates the tracer; spans go to `opts.exporter`, else OTLP at `opts.url`. */
 export function createTracing(opts: TracingOptions): RecordTracing {
   const exporter = opts.exporter ?? new OTLPTraceExporter({ url: opts.url });
   const ids = new RecordIdGenerator();
+  const rootSampler = new TraceIdRatioBasedSampler(opts.sampleRatio ?? 1);
   const provider = new TracerProvider({
     resource: resourceFromAttributes({
       "service.name": opts.serviceName ?? Deno.env.get("OTEL_SERVICE_NAME") ?? "sluice",
     }),
-    sampler: new ParentBasedSampler({
-      root: new TraceIdRatioBasedSampler(opts.sampleRatio ?? 1),
-    }),
+    sampler: new ParentBasedSampler({ root: rootSampler }),
     idGenerator: ids,
     spanProcessors: [
       new BatchSpanProcessor({
@@ -220,6 +232,14 @@ export function createTracing(opts: TracingOptions): RecordTracing {
     startMs: number,
   ): RecordTrace {
     const parent = parseTraceparent(headerValue(record.headers, "traceparent"));
+    // Unsampled records (most of them at a low ratio) skip the SDK: the same
+    // decision as its parent-based sampler, taken first, and a traceparent
+    // with a fresh span id and flags 00 for the upstream.
+    const sampled = parent
+      ? (parseInt(parent.flags, 16) & TraceFlags.SAMPLED) !== 0
+      : rootSampler.shouldSample(ROOT_CONTEXT, keys.traceId).decision !==
+        SamplingDecision.NOT_RECORD;
+    if (!sampled) return unsampled(parent?.traceId ?? keys.traceId);
     let ctx: Context = ROOT_CONTEXT;
     if (parent) {
       ctx = trace.setSpanContext(ROOT_CONTEXT, {

@@ -614,11 +614,13 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
       stop_http: {
         deadlineMs: 5000,
         run: async () => {
+          // Every record span ended with the drain: export the last ones meanwhile.
+          const traces = tracing?.shutdown(1500);
           await supervisor.stop("shutdown");
           clearInterval(pinger);
           await sim?.stop();
           await logClient.close().catch(() => {});
-          await tracing?.shutdown(1500);
+          await traces;
         },
       },
     });

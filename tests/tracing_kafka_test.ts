@@ -66,7 +66,8 @@ Deno.test("traces on Kafka: record spans child of the producer's traceparent, at
         message: `${N} deliveries`,
       });
     });
-    assert.equal((await sluice.status).code, 0, "graceful exit 0");
+    const { code } = await sluice.status;
+    assert.equal(code, 0, `graceful exit 0; output:\n${sluice.output().slice(-6000)}`);
     // The batch processor exports every second; the rest is flushed at shutdown.
     spans = receiver.spans;
   } finally {

@@ -311,6 +311,7 @@ export const ROW_IDS: readonly string[] = [
   "cost.schema_ratio",
   "cost.trace10",
   "cost.trace10_ratio",
+  "cost.trace10_cpu_ratio",
   "cost.trace100",
   "cost.trace100_ratio",
 ];
