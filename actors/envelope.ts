@@ -28,7 +28,10 @@
  *    any decoding);
  *  - null or empty value (a tombstone) → `VALIDATION_ERROR`;
  *  - not UTF-8, or not JSON → `DESERIALIZATION_ERROR`;
- *  - JSON that is not an object, or a missing/invalid field → `VALIDATION_ERROR`.
+ *  - JSON that is not an object, or a missing/invalid field → `VALIDATION_ERROR`;
+ *  - a payload rejected by {@link ParseEnvelopeOptions.validatePayload} (the
+ *    topic's JSON Schema, `actors/schema.ts`) → `VALIDATION_ERROR` with its
+ *    message (failing path and rule).
  *
  * {@link parseEnvelope} never throws.
  *
@@ -75,6 +78,12 @@ export type EnvelopeResult =
 export interface ParseEnvelopeOptions {
   /** Largest accepted value in bytes; default {@link DEFAULT_MAX_RECORD_BYTES}. */
   maxBytes?: number;
+  /**
+   * Checks the payload of a record of `topic` once the envelope is valid:
+   * null when it passes, else the failure message. Default none
+   * (`PayloadSchemas.validate` of `actors/schema.ts` with `SLUICE_SCHEMA_DIR`).
+   */
+  validatePayload?: (topic: string, payload: unknown) => string | null;
 }
 
 const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false });
@@ -259,6 +268,8 @@ export function parseEnvelope(
   if (!("payload" in obj)) {
     return fail("VALIDATION_ERROR", "Missing envelope field: payload");
   }
+  const rejected = options.validatePayload?.(record.topic, obj.payload);
+  if (rejected) return fail("VALIDATION_ERROR", rejected);
   const traceId = parent?.traceId ?? bodyTraceId ?? deriveTraceId(idempotencyKey);
   return {
     ok: true,

@@ -59,6 +59,7 @@ import {
   requestsTotal,
 } from "./metrics.ts";
 import type { Outcome, SourceRecord, TimeoutType } from "./record.ts";
+import type { RecordTrace, RecordTracing } from "./tracing.ts";
 import type { UpstreamClient } from "./upstream.ts";
 
 const log = logger("processor");
@@ -81,6 +82,10 @@ export interface ProcessorDeps {
   processingHost?: string;
   /** Largest record value (bytes). Default 1 MiB (`SLUICE_MAX_RECORD_BYTES`). */
   maxRecordBytes?: number;
+  /** Traces of the record path (`actors/tracing.ts`). Default none (off). */
+  tracing?: RecordTracing;
+  /** Payload check of the topic's JSON Schema (`actors/schema.ts`); null = passes. Default none. */
+  validatePayload?: (topic: string, payload: unknown) => string | null;
   /** First backoff when the DLQ or audit sink fails (ms). Default 100. */
   sinkRetryBaseMs?: number;
   /** Largest such backoff (ms). Default 5000. */
@@ -186,7 +191,36 @@ export function createProcessor(deps: ProcessorDeps): Processor {
 
   async function process(record: SourceRecord, signal?: AbortSignal): Promise<Outcome> {
     const started = performance.now();
-    const env = parseEnvelope(record, { maxBytes });
+    const env = parseEnvelope(record, { maxBytes, validatePayload: deps.validatePayload });
+    if (!deps.tracing) return finish(record, signal, env, started);
+    const t = deps.tracing.start(
+      record,
+      env.ok
+        ? {
+          traceId: env.envelope.trace_id,
+          idempotencyKey: env.envelope.idempotency_key,
+          requestId: env.envelope.request_id,
+        }
+        : env,
+      performance.timeOrigin + started,
+    );
+    try {
+      const out = await finish(record, signal, env, started, t);
+      t.end(out);
+      return out;
+    } catch (e) {
+      t.abort(e);
+      throw e;
+    }
+  }
+
+  async function finish(
+    record: SourceRecord,
+    signal: AbortSignal | undefined,
+    env: ReturnType<typeof parseEnvelope>,
+    started: number,
+    t?: RecordTrace,
+  ): Promise<Outcome> {
     let traceId: string;
     let requestId: string | null;
     let idempotencyKey: string;
@@ -214,9 +248,12 @@ export function createProcessor(deps: ProcessorDeps): Processor {
       idempotencyKey = envelope.idempotency_key;
       try {
         const wait = deps.rateLimiter?.acquire(signal);
-        if (wait) await wait;
+        if (wait) {
+          const waited = t?.child("sluice.rate_limit.wait");
+          await wait.finally(waited);
+        }
         for (;;) {
-          const r = await deps.upstream.deliver(envelope, record, { signal });
+          const r = await deps.upstream.deliver(envelope, record, { signal, trace: t?.upstream });
           retries += r.retries;
           timeouts += r.timeouts;
           if (r.timeoutType) timeoutType = r.timeoutType;
@@ -275,6 +312,7 @@ export function createProcessor(deps: ProcessorDeps): Processor {
         firstFailure: firstFailure ?? undefined,
         lastFailure: lastFailure ?? undefined,
       }, { consumerGroup: deps.consumerGroup, processingHost: deps.processingHost });
+      const published = t?.child("sluice.dead_letter.publish", "producer");
       await durably(
         "Dead letter publish",
         async () => {
@@ -298,6 +336,7 @@ export function createProcessor(deps: ProcessorDeps): Processor {
         record,
         signal,
       );
+      published?.();
       outcome = {
         ...base,
         outcome: "dead_lettered",
@@ -338,7 +377,9 @@ export function createProcessor(deps: ProcessorDeps): Processor {
       },
       ...(deps.replay ? { replay: deps.replay } : {}),
     };
+    const appended = t?.child("sluice.audit.append");
     await durably("Audit append", () => deps.audit.append(event), record, signal);
+    appended?.();
 
     // Finished: counted and announced.
     requestsTotal.inc({ outcome: outcome.outcome });

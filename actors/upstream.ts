@@ -72,6 +72,7 @@ import { CircuitOpenError } from "./circuit_breaker.ts";
 import type { Envelope } from "./envelope.ts";
 import { headerValue } from "./envelope.ts";
 import { logger } from "./log.ts";
+import type { AttemptTracer } from "./tracing.ts";
 import {
   errorsTotal,
   inflightRequests,
@@ -162,7 +163,7 @@ export interface UpstreamClient {
   deliver(
     envelope: Envelope,
     record: SourceRecord,
-    options?: { signal?: AbortSignal },
+    options?: { signal?: AbortSignal; trace?: AttemptTracer },
   ): Promise<DeliveryResult>;
   /** Closes the connections (waits for requests in flight). */
   close(): Promise<void>;
@@ -371,7 +372,7 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
   async function deliver(
     envelope: Envelope,
     record: SourceRecord,
-    opts: { signal?: AbortSignal } = {},
+    opts: { signal?: AbortSignal; trace?: AttemptTracer } = {},
   ): Promise<DeliveryResult> {
     const callerSignal = opts.signal;
     if (callerSignal?.aborted) throw callerSignal.reason;
@@ -402,7 +403,7 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
     // With flow control, a round that ends without the record's own fault
     // (pushback, outage) is followed by another with a fresh budget.
     for (;;) {
-      const r = await deliverRound(body, headers, out, caller, callerSignal);
+      const r = await deliverRound(body, headers, out, caller, callerSignal, opts.trace);
       if (r !== "again") return r;
     }
   }
@@ -417,6 +418,7 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
     out: DeliveryResult,
     caller: object,
     callerSignal: AbortSignal | undefined,
+    trace: AttemptTracer | undefined,
   ): Promise<DeliveryResult | "again"> {
     const ctl = new AbortController();
     const budget = new Budget(globalTimeoutMs, () => ctl.abort(new GlobalTimeout(globalTimeoutMs)));
@@ -494,23 +496,33 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
           budget.resume();
         }
         let a: Attempt;
+        // Tracing (actors/tracing.ts): one span per attempt, whose traceparent goes upstream.
+        const span = trace?.attempt(out.attempts);
+        const sent = span ? { ...headers, traceparent: span.traceparent } : headers;
         try {
           const run = (signal: AbortSignal) => {
-            if (signal === ctl.signal) return attempt(body, headers, ctl.signal);
+            if (signal === ctl.signal) return attempt(body, sent, ctl.signal);
             // The breaker's signal (aborted on stop) also aborts this attempt.
             const onStop = () => ctl.abort(signal.reason);
             signal.addEventListener("abort", onStop, { once: true });
-            return attempt(body, headers, ctl.signal).finally(() =>
+            return attempt(body, sent, ctl.signal).finally(() =>
               signal.removeEventListener("abort", onStop)
             );
           };
           a = breaker ? await breaker.run(run, isUnhealthy) : await run(ctl.signal);
         } catch (e) {
           permit?.release({ caller, kind: "ignore", latencyMs: 0 });
+          span?.end({ kind: e instanceof CircuitOpenError ? "circuit_open" : "aborted" });
           if (e instanceof CircuitOpenError) return failed("CIRCUIT_OPEN", e.message);
           throw e;
         }
         if (permit) permit.release(report(caller, a, ctl.signal));
+        span?.end({
+          kind: a.kind,
+          status: a.kind === "ok" || a.kind === "http" ? a.status : null,
+          timeoutType: a.kind === "timeout" ? a.type : null,
+          detail: a.kind === "network" ? a.detail : undefined,
+        });
         out.attempts++;
         out.latencyMs = a.latencyMs;
         if (a.kind === "ok") {

@@ -129,6 +129,32 @@ export const CONFIG_SCHEMA = [
     doc: "Largest record value accepted; larger ones are dead-lettered (VALIDATION_ERROR)",
   },
   {
+    key: "schemaDir",
+    env: "SLUICE_SCHEMA_DIR",
+    type: "string",
+    default: undefined,
+    doc:
+      "Directory of `<topic>.schema.json` payload JSON Schemas (checked at start); unset = no schema check",
+  },
+  {
+    key: "otlpEndpoint",
+    env: "SLUICE_OTLP_ENDPOINT",
+    type: "url",
+    default: undefined,
+    doc:
+      "OTLP/HTTP base URL for traces (+`/v1/traces`); unset = `OTEL_EXPORTER_OTLP_ENDPOINT`; neither = off",
+  },
+  {
+    key: "traceSampleRatio",
+    env: "SLUICE_TRACE_SAMPLE_RATIO",
+    type: "number",
+    default: 0.1,
+    min: 0,
+    max: 1,
+    doc:
+      "Share of records traced, by trace id (a record whose `traceparent` is sampled is always traced)",
+  },
+  {
     key: "rateLimit",
     env: "SLUICE_RATE_LIMIT",
     type: "number",

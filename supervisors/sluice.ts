@@ -63,6 +63,8 @@ import type { AppDeps, ReadyCheck, StatusSummary } from "../http/deps.ts";
 import { HttpError } from "../http/errors.ts";
 import { type RunningServer, serveApp } from "../http/server.ts";
 import { type Config, ConfigError } from "./config.ts";
+import { loadPayloadSchemas, SchemaDirError } from "../actors/schema.ts";
+import { createTracing, otlpTracesUrl } from "../actors/tracing.ts";
 import { canonicalPhases, runShutdown, type ShutdownReport, ShutdownStatus } from "./shutdown.ts";
 import { exitCodeFor, installSignalHandlers } from "./signals.ts";
 import {
@@ -136,6 +138,14 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
   let shutdownRun: Promise<ShutdownReport> | undefined;
   const exited = Promise.withResolvers<number>();
 
+  // Payload schemas: an invalid one is a configuration error (exit 2), before anything starts.
+  let schemas;
+  try {
+    schemas = config.schemaDir ? loadPayloadSchemas(config.schemaDir) : undefined;
+  } catch (e) {
+    throw e instanceof SchemaDirError ? new ConfigError(e.problems) : e;
+  }
+  const validatePayload = schemas?.validate;
   // The parts chosen by the configuration: real when configured, else embedded.
   const logClient: LogClient = config.kafkaBrokers.length > 0
     ? createKafkaLog({
@@ -161,6 +171,17 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
   let sim: SimUpstream | undefined;
   if (!config.upstreamUrl) sim = await startSimulatedUpstream({ latencyMs: 20, jitterMs: 20 });
   const upstreamUrl = config.upstreamUrl ?? sim!.url;
+  // Traces over OTLP when an endpoint is configured (actors/tracing.ts); off otherwise.
+  const otlpUrl = otlpTracesUrl(config.otlpEndpoint);
+  const tracing = otlpUrl
+    ? createTracing({
+      url: otlpUrl,
+      sampleRatio: config.traceSampleRatio,
+      upstreamHost: new URL(upstreamUrl).host,
+      consumerGroup: config.groupId,
+    })
+    : undefined;
+  if (otlpUrl) log.info("tracing on", { otlp: otlpUrl, sample_ratio: config.traceSampleRatio });
   const parts = {
     log: logClient.kind === "kafka"
       ? logClient.description
@@ -522,6 +543,8 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
           consumerGroup: config.groupId,
           processingHost: `${config.clientId}@${hostname()}`,
           maxRecordBytes: config.maxRecordBytes,
+          validatePayload,
+          tracing,
           onDelivered: (key) => idempotency?.record(key),
           publishDeadLetter: async (dl) => {
             const m = toDeadLetterMessage(dl, { suffix: config.dlqSuffix });
@@ -609,6 +632,8 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
           consumerGroup: config.groupId,
           processingHost: `${config.clientId}@${hostname()}`,
           maxRecordBytes: config.maxRecordBytes,
+          validatePayload,
+          tracing,
           replay,
           publishDeadLetter: async (dl) => {
             await ensureDlq(dl.original_topic);
@@ -681,6 +706,7 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
     clearInterval(pinger);
     await sim?.stop();
     await logClient.close().catch(() => {});
+    await tracing?.shutdown(500);
     throw e;
   }
 
@@ -735,10 +761,13 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
       stop_http: {
         deadlineMs: 5000,
         run: async () => {
+          // Every record span ended with the drain: export the last ones meanwhile.
+          const traces = tracing?.shutdown(1500);
           await supervisor.stop("shutdown");
           clearInterval(pinger);
           await sim?.stop();
           await logClient.close().catch(() => {});
+          await traces;
         },
       },
     });
@@ -768,6 +797,7 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
     clearInterval(pinger);
     await sim?.stop().catch(() => {});
     await logClient.close().catch(() => {});
+    await tracing?.shutdown(1500);
     exited.resolve(exit.reason instanceof Error ? 1 : 0);
   });
   return sluice;

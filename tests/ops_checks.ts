@@ -296,6 +296,243 @@ export async function checkK8s(manifests: unknown[], routeExists: RouteExists): 
   return problems;
 }
 
+// ------------------------------------------------------------- autoscaling
+
+/** The alert whose per-partition lag threshold the autoscalers must stay below. */
+export const LAG_ALERT = "SluiceKafkaConsumerLagHigh";
+/** Deployment annotation: partitions of each consumed topic (the largest). */
+export const PARTITIONS_ANNOTATION = "sluice.io/topic-partitions";
+
+/**
+ * Reads every document of `compose/k8s/autoscaling/*.yaml` (the KEDA
+ * ScaledObject, the HPA and the prometheus-adapter rules). They are kept out
+ * of `compose/k8s/` itself so that `kubectl apply -f compose/k8s/` does not
+ * install two autoscalers at once.
+ */
+export function loadAutoscalingManifests(): unknown[] {
+  const dir = new URL("k8s/autoscaling/", COMPOSE_DIR);
+  const names = [...Deno.readDirSync(dir)]
+    .filter((e) => e.isFile && /\.ya?ml$/.test(e.name))
+    .map((e) => e.name)
+    .sort();
+  return names.flatMap((n) => parseYamlDocs(Deno.readTextFileSync(new URL(n, dir))));
+}
+
+/** The per-partition threshold of {@link LAG_ALERT} (`... > N` in its expression). */
+export function lagAlertThreshold(rulesDoc: unknown): number | undefined {
+  const expr = alertExprs(rulesDoc).get(LAG_ALERT);
+  const m = expr?.match(/kafka_consumer_lag\b[\s\S]*>\s*(\d+(?:\.\d+)?)\s*$/);
+  return m ? Number(m[1]) : undefined;
+}
+
+/**
+ * Checks an HPA `behavior` (also KEDA's `advanced.horizontalPodAutoscalerConfig.behavior`):
+ * scale-down removes at most `maxUnavailable` pods (the PodDisruptionBudget's)
+ * per period, and each period and the stabilization window are at least the
+ * pod's termination grace period, so a pod has finished its drain, commit and
+ * audit flush before the next one is told to stop.
+ */
+function checkScaleDown(
+  where: string,
+  behavior: unknown,
+  graceSeconds: number,
+  maxUnavailable: number,
+): string[] {
+  const problems: string[] = [];
+  const down = obj(obj(behavior)?.scaleDown);
+  if (!down) return [`${where}: no behavior.scaleDown (the default removes pods in bulk)`];
+  if (down.selectPolicy === "Disabled") return problems;
+  const window = down.stabilizationWindowSeconds;
+  if (typeof window !== "number" || window < graceSeconds) {
+    problems.push(
+      `${where}: scaleDown.stabilizationWindowSeconds ${
+        String(window)
+      } is below terminationGracePeriodSeconds ${graceSeconds}`,
+    );
+  }
+  const policies = arr(down.policies).map(obj).filter((p): p is Obj => p !== undefined);
+  if (policies.length === 0) problems.push(`${where}: scaleDown has no policies`);
+  for (const p of policies) {
+    if (p.type !== "Pods") {
+      problems.push(`${where}: scaleDown policy type ${String(p.type)} (use Pods, 1 at a time)`);
+    } else if (typeof p.value !== "number" || p.value > maxUnavailable) {
+      problems.push(
+        `${where}: scaleDown removes ${
+          String(p.value)
+        } pods per period, more than the PodDisruptionBudget's maxUnavailable ${maxUnavailable}`,
+      );
+    }
+    if (typeof p.periodSeconds !== "number" || p.periodSeconds < graceSeconds) {
+      problems.push(
+        `${where}: scaleDown periodSeconds ${
+          String(p.periodSeconds)
+        } is shorter than terminationGracePeriodSeconds ${graceSeconds}: the next pod would stop before the previous one finished draining`,
+      );
+    }
+  }
+  return problems;
+}
+
+/**
+ * Checks the autoscalers of `compose/k8s/autoscaling/` against the base
+ * manifests and the alert rules:
+ *  - each targets the sluice Deployment; min >= 1, min <= max;
+ *  - max replicas <= the Deployment's `sluice.io/topic-partitions`;
+ *  - scale-down: see {@link checkScaleDown}; the grace period itself must
+ *    exceed preStop + drain + commit + flush deadlines ({@link checkK8s});
+ *  - the target lag per replica is below {@link LAG_ALERT}'s threshold;
+ *  - KEDA: one kafka trigger per SLUICE_TOPICS topic, with the ConfigMap's
+ *    brokers and group, `allowIdleConsumers` not true;
+ *  - HPA: an External `kafka_consumer_lag` metric served by a
+ *    prometheus-adapter rule whose series is the metric sluice exports.
+ */
+export function checkAutoscaling(
+  manifests: unknown[],
+  autoscaling: unknown[],
+  rulesDoc: unknown,
+): string[] {
+  const problems: string[] = [];
+  const dep = findKind(manifests, "Deployment")[0];
+  if (!dep) return ["no Deployment"];
+  const depName = str(obj(dep.metadata)?.name);
+  const pod = obj(obj(obj(dep.spec)?.template)?.spec) ?? {};
+  const grace = typeof pod.terminationGracePeriodSeconds === "number"
+    ? pod.terminationGracePeriodSeconds
+    : 30;
+  const partitions = Number(obj(obj(dep.metadata)?.annotations)?.[PARTITIONS_ANNOTATION]);
+  if (!Number.isInteger(partitions) || partitions < 1) {
+    problems.push(`Deployment has no ${PARTITIONS_ANNOTATION} annotation (a positive integer)`);
+  }
+  const pdbMax = findKind(manifests, "PodDisruptionBudget")
+    .map((p) => obj(p.spec)?.maxUnavailable).find((v) => typeof v === "number") as
+      | number
+      | undefined;
+  const maxUnavailable = pdbMax ?? 1;
+  const alertAt = lagAlertThreshold(rulesDoc);
+  if (alertAt === undefined) problems.push(`no ${LAG_ALERT} threshold found in the alert rules`);
+
+  // The ConfigMap loaded by the Deployment (brokers, group, topics).
+  const env: Record<string, string> = {};
+  for (const c of findKind(manifests, "ConfigMap")) {
+    for (const [k, v] of Object.entries(obj(c.data) ?? {})) env[k] = String(v);
+  }
+  const topics = (env.SLUICE_TOPICS ?? "events").split(",").map((t) => t.trim()).filter(Boolean);
+  const group = env.SLUICE_GROUP_ID ?? "sluice";
+
+  const common = (where: string, spec: Obj, min: unknown, max: unknown, behavior: unknown) => {
+    const target = obj(spec.scaleTargetRef);
+    if (str(target?.name) !== depName || (target?.kind ?? "Deployment") !== "Deployment") {
+      problems.push(`${where}: scaleTargetRef is not the Deployment ${depName}`);
+    }
+    if (typeof min !== "number" || min < 1) {
+      problems.push(`${where}: minimum replicas ${String(min)} (at least 1)`);
+    }
+    if (typeof max !== "number") {
+      problems.push(`${where}: no maximum replicas`);
+    } else {
+      if (typeof min === "number" && min > max) {
+        problems.push(`${where}: minimum replicas ${min} above maximum ${max}`);
+      }
+      if (Number.isInteger(partitions) && max > partitions) {
+        problems.push(
+          `${where}: maximum replicas ${max} exceeds the ${partitions} partitions (${PARTITIONS_ANNOTATION}): the extra consumers would sit idle`,
+        );
+      }
+    }
+    problems.push(...checkScaleDown(where, behavior, grace, maxUnavailable));
+  };
+  const checkLagTarget = (where: string, target: unknown) => {
+    const t = Number(target);
+    if (!(t > 0)) {
+      problems.push(`${where}: lag target ${String(target)} is not a positive number`);
+    } else if (alertAt !== undefined && t >= alertAt) {
+      problems.push(
+        `${where}: lag target ${t} per replica is not below the ${LAG_ALERT} threshold ${alertAt}: the alert would fire before the autoscaler adds a pod`,
+      );
+    }
+  };
+
+  const scaled = findKind(autoscaling, "ScaledObject");
+  const hpas = findKind(autoscaling, "HorizontalPodAutoscaler");
+  if (scaled.length !== 1) problems.push(`expected one KEDA ScaledObject, found ${scaled.length}`);
+  if (hpas.length !== 1) {
+    problems.push(`expected one HorizontalPodAutoscaler, found ${hpas.length}`);
+  }
+
+  for (const so of scaled) {
+    const where = `ScaledObject ${str(obj(so.metadata)?.name)}`;
+    const spec = obj(so.spec) ?? {};
+    common(
+      where,
+      spec,
+      spec.minReplicaCount ?? 0,
+      spec.maxReplicaCount,
+      obj(obj(spec.advanced)?.horizontalPodAutoscalerConfig)?.behavior,
+    );
+    const triggers = arr(spec.triggers).map(obj).filter((t): t is Obj => t?.type === "kafka");
+    const seen = new Set<string>();
+    for (const t of triggers) {
+      const md = obj(t.metadata) ?? {};
+      const topic = str(md.topic);
+      const tw = `${where} trigger ${topic ?? "(no topic)"}`;
+      if (topic === undefined || !topics.includes(topic)) {
+        problems.push(`${tw}: topic is not one of SLUICE_TOPICS (${topics.join(",")})`);
+      } else seen.add(topic);
+      if (str(md.consumerGroup) !== group) {
+        problems.push(
+          `${tw}: consumerGroup ${String(md.consumerGroup)} is not SLUICE_GROUP_ID ${group}`,
+        );
+      }
+      if (
+        env.SLUICE_KAFKA_BROKERS !== undefined && md.bootstrapServers !== env.SLUICE_KAFKA_BROKERS
+      ) {
+        problems.push(`${tw}: bootstrapServers differ from SLUICE_KAFKA_BROKERS`);
+      }
+      if (String(md.allowIdleConsumers ?? "false") === "true") {
+        problems.push(`${tw}: allowIdleConsumers true lets KEDA go past the partition count`);
+      }
+      checkLagTarget(tw, md.lagThreshold ?? 10);
+    }
+    for (const topic of topics) {
+      if (!seen.has(topic)) problems.push(`${where}: no kafka trigger for topic ${topic}`);
+    }
+  }
+
+  const adapterRules = autoscaling.map(obj).flatMap((d) => arr(d?.externalRules)).map(obj);
+  for (const hpa of hpas) {
+    const where = `HorizontalPodAutoscaler ${str(obj(hpa.metadata)?.name)}`;
+    const spec = obj(hpa.spec) ?? {};
+    common(where, spec, spec.minReplicas ?? 1, spec.maxReplicas, spec.behavior);
+    const lagMetrics = arr(spec.metrics).map(obj)
+      .filter((m) => m?.type === "External")
+      .map((m) => obj(m?.external));
+    if (lagMetrics.length === 0) problems.push(`${where}: no External lag metric`);
+    for (const m of lagMetrics) {
+      const name = str(obj(m?.metric)?.name);
+      const rule = adapterRules.find((r) =>
+        (str(obj(r?.name)?.as) ?? str(r?.seriesQuery)?.match(/^(\w+)/)?.[1]) === name
+      );
+      if (!rule) {
+        problems.push(`${where}: no prometheus-adapter external rule serves the metric ${name}`);
+      } else if (!/^kafka_consumer_lag\b/.test(str(rule.seriesQuery) ?? "")) {
+        problems.push(`${where}: the adapter rule for ${name} does not read kafka_consumer_lag`);
+      }
+      const sel = str(obj(obj(obj(m?.metric)?.selector)?.matchLabels)?.topic);
+      if (sel === undefined || !topics.includes(sel)) {
+        problems.push(`${where}: metric selector topic ${String(sel)} is not one of SLUICE_TOPICS`);
+      }
+      const target = obj(m?.target);
+      if (target?.type !== "AverageValue") {
+        problems.push(
+          `${where}: target type ${String(target?.type)} (use AverageValue: lag per replica)`,
+        );
+      }
+      checkLagTarget(where, target?.averageValue);
+    }
+  }
+  return problems;
+}
+
 // ------------------------------------------------------------------ compose
 
 /** True for an image reference pinned to an explicit, non-`latest` tag or a digest. */

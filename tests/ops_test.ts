@@ -16,6 +16,7 @@ import {
   alertNames,
   appRoutes,
   checkAlertCoverage,
+  checkAutoscaling,
   checkCompose,
   checkDockerfile,
   checkK8s,
@@ -24,6 +25,8 @@ import {
   dashboardExprs,
   designRoutes,
   isPinnedImage,
+  lagAlertThreshold,
+  loadAutoscalingManifests,
   loadK8sManifests,
   metricNamesIn,
   parseDurationMs,
@@ -266,6 +269,81 @@ Deno.test("k8s grace period follows deadlines raised in the ConfigMap", async ()
   assert.ok(
     problems.some((p) => p.startsWith("terminationGracePeriodSeconds 60 s")),
     String(problems),
+  );
+});
+
+// -------------------------------------------------------------- autoscaling
+
+function autoscalingFixture() {
+  return {
+    manifests: structuredClone(loadK8sManifests()) as Array<Json>,
+    autoscaling: structuredClone(loadAutoscalingManifests()) as Array<Json>,
+    rules: parseYaml(readKitFile("prometheus/alerts.yml")),
+  };
+}
+
+Deno.test("autoscaling: KEDA ScaledObject and HPA tied to partitions, lag alert, group and grace period", () => {
+  const { manifests, autoscaling, rules } = autoscalingFixture();
+  assert.equal(lagAlertThreshold(rules), 500);
+  assert.deepEqual(
+    autoscaling.map((d) => d.kind ?? "prometheus-adapter rules").sort(),
+    ["HorizontalPodAutoscaler", "ScaledObject", "prometheus-adapter rules"],
+  );
+  assert.deepEqual(checkAutoscaling(manifests, autoscaling, rules), []);
+});
+
+Deno.test("autoscaling check fails past the partition count and on a scale-down faster than a drain", () => {
+  const { manifests, autoscaling, rules } = autoscalingFixture();
+  const so = autoscaling.find((d) => d.kind === "ScaledObject");
+  const hpa = autoscaling.find((d) => d.kind === "HorizontalPodAutoscaler");
+  so.spec.maxReplicaCount = 12;
+  so.spec.triggers[0].metadata.allowIdleConsumers = "true";
+  hpa.spec.behavior.scaleDown.policies[0].periodSeconds = 15;
+  hpa.spec.behavior.scaleDown.policies[0].value = 3;
+  const problems = checkAutoscaling(manifests, autoscaling, rules).join("\n");
+  assert.match(problems, /ScaledObject sluice: maximum replicas 12 exceeds the 6 partitions/);
+  assert.match(problems, /allowIdleConsumers true/);
+  assert.match(problems, /HorizontalPodAutoscaler sluice: scaleDown periodSeconds 15 is shorter/);
+  assert.match(problems, /scaleDown removes 3 pods per period, more than .* maxUnavailable 1/);
+});
+
+Deno.test("autoscaling check follows the Deployment: fewer partitions, longer grace period", () => {
+  const { manifests, autoscaling, rules } = autoscalingFixture();
+  const dep = manifests.find((m) => m.kind === "Deployment")!;
+  dep.metadata.annotations["sluice.io/topic-partitions"] = "4";
+  dep.spec.template.spec.terminationGracePeriodSeconds = 120;
+  const problems = checkAutoscaling(manifests, autoscaling, rules).join("\n");
+  assert.match(problems, /ScaledObject sluice: maximum replicas 6 exceeds the 4 partitions/);
+  assert.match(problems, /HorizontalPodAutoscaler sluice: maximum replicas 6 exceeds the 4/);
+  assert.match(problems, /periodSeconds 90 is shorter than terminationGracePeriodSeconds 120/);
+  delete dep.metadata.annotations["sluice.io/topic-partitions"];
+  assert.match(
+    checkAutoscaling(manifests, autoscaling, rules).join("\n"),
+    /Deployment has no sluice.io\/topic-partitions annotation/,
+  );
+});
+
+Deno.test("autoscaling check fails on a lag target above the alert, a wrong group, an unserved metric", () => {
+  const { manifests, autoscaling, rules } = autoscalingFixture();
+  const so = autoscaling.find((d) => d.kind === "ScaledObject");
+  const hpa = autoscaling.find((d) => d.kind === "HorizontalPodAutoscaler");
+  so.spec.triggers[0].metadata.lagThreshold = "800";
+  so.spec.triggers[0].metadata.consumerGroup = "sluice-old";
+  hpa.spec.metrics[0].external.metric.name = "kafka_lag";
+  hpa.spec.scaleTargetRef.name = "sluice-canary";
+  const cm = manifests.find((m) => m.kind === "ConfigMap")!;
+  cm.data.SLUICE_TOPICS = "events,orders";
+  const problems = checkAutoscaling(manifests, autoscaling, rules).join("\n");
+  assert.match(
+    problems,
+    /lag target 800 per replica is not below the SluiceKafkaConsumerLagHigh threshold 500/,
+  );
+  assert.match(problems, /consumerGroup sluice-old is not SLUICE_GROUP_ID sluice/);
+  assert.match(problems, /no kafka trigger for topic orders/);
+  assert.match(problems, /no prometheus-adapter external rule serves the metric kafka_lag/);
+  assert.match(
+    problems,
+    /HorizontalPodAutoscaler sluice: scaleTargetRef is not the Deployment sluice/,
   );
 });
 
