@@ -11,6 +11,7 @@ import { DASHBOARD_PAGE, DashboardSampler } from "./dashboard_page.ts";
 import { HttpError } from "./errors.ts";
 import type { Inspector } from "./inspector.ts";
 import { INSPECT_PAGE } from "./inspect_page.ts";
+import { acceptWebSocket } from "./server.ts";
 import { parseSeverity, SEVERITIES, type WsHub } from "./ws_hub.ts";
 
 function safeReady(deps: AppDeps): ReadyReport {
@@ -91,7 +92,7 @@ export function observeRoutes(app: Hono, deps: AppDeps, hub: WsHub, inspector: I
     }
     const topic = c.req.query("topic") || undefined;
     requireUpgrade(c, hub.hasRoom);
-    const { socket, response } = Deno.upgradeWebSocket(c.req.raw);
+    const { socket, response } = acceptWebSocket(c);
     hub.attach(socket, { minSeverity, topic });
     return response;
   });
@@ -102,7 +103,7 @@ export function observeRoutes(app: Hono, deps: AppDeps, hub: WsHub, inspector: I
 
   app.get("/inspect/ws", (c) => {
     requireUpgrade(c, inspector.hasRoom);
-    const { socket, response } = Deno.upgradeWebSocket(c.req.raw);
+    const { socket, response } = acceptWebSocket(c);
     inspector.attach(socket);
     return response;
   });

@@ -53,6 +53,7 @@ import type { AppDeps, ReadyCheck, StatusSummary } from "../http/deps.ts";
 import { HttpError } from "../http/errors.ts";
 import { type RunningServer, serveApp } from "../http/server.ts";
 import type { Config } from "./config.ts";
+import { lockDataDir } from "./data_dir_lock.ts";
 import { canonicalPhases, runShutdown, type ShutdownReport, ShutdownStatus } from "./shutdown.ts";
 import { exitCodeFor, installSignalHandlers } from "./signals.ts";
 import {
@@ -109,6 +110,9 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
   let shuttingDown = false;
   let shutdownRun: Promise<ShutdownReport> | undefined;
   const exited = Promise.withResolvers<number>();
+  // First, before any part touches the data directory: one sluice per directory.
+  const dataDirLock = lockDataDir(config.dataDir);
+  exited.promise.finally(() => dataDirLock.release());
 
   // The parts chosen by the configuration: real when configured, else embedded.
   const logClient: LogClient = config.kafkaBrokers.length > 0
@@ -284,10 +288,15 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
     {
       id: "http",
       shutdownMs: 5000,
-      start: () => {
-        server = serveApp(createApp(deps), { host: config.httpHost, port: config.httpPort });
+      start: async () => {
+        server = await serveApp(createApp(deps), {
+          host: config.httpHost,
+          port: config.httpPort,
+          headersTimeoutMs: config.httpHeadersTimeoutMs,
+          requestTimeoutMs: config.httpRequestTimeoutMs,
+        });
         const s = server;
-        return Promise.resolve(handle(() => s.shutdown()));
+        return handle(() => s.shutdown());
       },
     },
     {
@@ -535,6 +544,7 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
       intensity: { maxRestarts: 5, periodMs: 60_000 },
     });
   } catch (e) {
+    dataDirLock.release();
     clearInterval(pinger);
     await sim?.stop();
     await logClient.close().catch(() => {});
