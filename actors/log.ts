@@ -10,7 +10,15 @@
 export type LogLevel = "debug" | "info" | "warn" | "error";
 const ORDER: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 
+import { redactText } from "./redact.ts";
+
 let minLevel: LogLevel = "info";
+let sink: ((line: string, level: LogLevel) => void) | undefined;
+
+/** Tests: sends every log line (already formatted and redacted) to `fn` instead of stderr; none restores. */
+export function setLogSink(fn?: (line: string, level: LogLevel) => void): void {
+  sink = fn;
+}
 let format: "json" | "pretty" = "json";
 const encoder = new TextEncoder();
 
@@ -43,6 +51,8 @@ function write(level: LogLevel, component: string, msg: string, fields?: Record<
       : "";
     line = `${ts} ${level.toUpperCase().padEnd(5)} [${component}] ${msg}${extra}`;
   }
+  line = redactText(line);
+  if (sink) return sink(line, level);
   try {
     Deno.stderr.writeSync(encoder.encode(line + "\n"));
   } catch {

@@ -207,6 +207,18 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
   const sendPayload = options.body === "payload";
   const breaker = options.breaker;
   const path = url.pathname + url.search;
+  // Userinfo in the URL is sent as Basic auth (as curl does), never dropped in silence.
+  const basicAuth = url.username || url.password
+    ? `Basic ${
+      btoa(
+        String.fromCharCode(
+          ...new TextEncoder().encode(
+            `${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`,
+          ),
+        ),
+      )
+    }`
+    : undefined;
   const pool = new Pool(url.origin, {
     connections: options.maxConnections ?? 256,
     connect: { timeout: connectTimeoutMs },
@@ -298,6 +310,7 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
       "idempotency-key": envelope.idempotency_key,
       "traceparent": envelope.traceparent,
       "x-request-id": envelope.request_id,
+      ...(basicAuth ? { authorization: basicAuth } : {}),
     };
     const ctl = new AbortController();
     const globalTimer = setTimeout(

@@ -183,6 +183,8 @@ export interface UpstreamSimApi {
 export interface BodyLimits {
   /** Largest request body accepted on any route, bytes; default 64 KiB. */
   maxBytes?: number;
+  /** `/metrics` and the dashboard's metrics are rendered at most once per this many ms; default 1000. */
+  metricsMaxAgeMs?: number;
 }
 
 /** Everything `createApp` needs. */
@@ -202,6 +204,8 @@ export interface AppDeps {
   upstreamSim?: UpstreamSimApi;
   /** Bearer token for control and DLQ routes; unset or empty: loopback clients only. */
   controlToken?: string;
+  /** Browser origins accepted besides the instance's own (`SLUICE_ALLOWED_ORIGINS`). */
+  allowedOrigins?: readonly string[];
   limits?: BodyLimits;
   /** Remote address of the client; default: `getConnInfo` of hono/deno. Tests inject it. */
   clientAddress?: (c: Context) => string | undefined;

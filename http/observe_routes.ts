@@ -6,6 +6,7 @@
  * @module
  */
 import type { Context, Hono } from "hono";
+import { checkOrigin } from "./auth.ts";
 import type { AppDeps, ReadyReport } from "./deps.ts";
 import { DASHBOARD_PAGE, DashboardSampler } from "./dashboard_page.ts";
 import { HttpError } from "./errors.ts";
@@ -41,9 +42,32 @@ const PAGE_HEADERS = {
   "cache-control": "no-store",
 };
 
+/**
+ * `fn` run at most once per `maxAgeMs`: callers within that time (or while a
+ * run is in flight) share its result. An unauthenticated scrape storm then
+ * costs one render per interval, not one per request.
+ */
+export function cachedFor<T>(maxAgeMs: number, fn: () => Promise<T>): () => Promise<T> {
+  let value: Promise<T> | undefined;
+  let at = 0;
+  return () => {
+    const now = performance.now();
+    if (value === undefined || now - at >= maxAgeMs) {
+      at = now;
+      value = fn();
+      value.catch(() => (value = undefined));
+    }
+    return value;
+  };
+}
+
+const encoder = new TextEncoder();
+
 /** Registers the read-only routes on `app`. */
 export function observeRoutes(app: Hono, deps: AppDeps, hub: WsHub, inspector: Inspector): void {
   const sampler = new DashboardSampler(deps.metrics);
+  const maxAge = deps.limits?.metricsMaxAgeMs ?? 1000;
+  const metricsText = cachedFor(maxAge, async () => encoder.encode(await deps.metrics.metrics()));
   app.get("/", (c) => c.html(DASHBOARD_PAGE, 200, PAGE_HEADERS));
 
   app.get("/dashboard/data", async (c) => {
@@ -72,8 +96,8 @@ export function observeRoutes(app: Hono, deps: AppDeps, hub: WsHub, inspector: I
   });
 
   app.get("/metrics", async (c) => {
-    const text = await deps.metrics.metrics();
-    return c.body(text, 200, { "content-type": deps.metrics.contentType });
+    const bytes = await metricsText();
+    return c.body(bytes, 200, { "content-type": deps.metrics.contentType });
   });
 
   app.get("/status", async (c) => {
@@ -91,6 +115,7 @@ export function observeRoutes(app: Hono, deps: AppDeps, hub: WsHub, inspector: I
       );
     }
     const topic = c.req.query("topic") || undefined;
+    checkOrigin(c, deps.allowedOrigins);
     requireUpgrade(c, hub.hasRoom);
     const { socket, response } = acceptWebSocket(c);
     hub.attach(socket, { minSeverity, topic });
@@ -102,6 +127,7 @@ export function observeRoutes(app: Hono, deps: AppDeps, hub: WsHub, inspector: I
   app.get("/inspect/actors", (c) => c.json(inspector.tree()));
 
   app.get("/inspect/ws", (c) => {
+    checkOrigin(c, deps.allowedOrigins);
     requireUpgrade(c, inspector.hasRoom);
     const { socket, response } = acceptWebSocket(c);
     inspector.attach(socket);

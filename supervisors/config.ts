@@ -42,6 +42,8 @@ export interface OptionSpec {
   readonly max?: number;
 }
 
+import { redactUrl } from "../actors/redact.ts";
+
 const MiB = 1024 * 1024;
 
 /** Largest delay a JavaScript timer honours (2^31 − 1 ms, about 24.8 days); longer ones fire at once. */
@@ -696,7 +698,11 @@ export function describeConfig(config: Config): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const spec of CONFIG_SCHEMA as readonly OptionSpec[]) {
     const v = (config as Record<string, unknown>)[spec.key];
-    out[spec.env] = spec.type === "secret" && v !== undefined ? "********" : v ?? null;
+    out[spec.env] = spec.type === "secret" && v !== undefined
+      ? "********"
+      : spec.type === "url" && typeof v === "string"
+      ? redactUrl(v)
+      : v ?? null;
   }
   return out;
 }

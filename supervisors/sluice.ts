@@ -40,6 +40,7 @@ import { type IdempotencyStore, openIdempotencyStore } from "../actors/idempoten
 import { createKafkaLog } from "../actors/kafka_log.ts";
 import { type LoadGenerator, startLoadGenerator } from "../actors/load_generator.ts";
 import { configureLog, logger } from "../actors/log.ts";
+import { redactUrl } from "../actors/redact.ts";
 import { registry } from "../actors/metrics.ts";
 import { Pipeline } from "../actors/pipeline.ts";
 import { createProcessor } from "../actors/processor.ts";
@@ -142,9 +143,9 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
       ? logClient.description
       : `embedded log (${embeddedLogDir(config.dataDir)})`,
     audit: config.s3Endpoint
-      ? `S3 ${config.s3Endpoint} bucket ${config.s3Bucket}`
+      ? `S3 ${redactUrl(config.s3Endpoint)} bucket ${config.s3Bucket}`
       : `local store ${config.dataDir}/audit`,
-    upstream: sim ? `simulated upstream ${sim.url}` : upstreamUrl,
+    upstream: sim ? `simulated upstream ${sim.url}` : redactUrl(upstreamUrl),
   };
 
   // Live instances, replaced when the supervisor restarts a child.
@@ -234,6 +235,7 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
     ready,
     metrics: registry,
     controlToken: config.controlToken,
+    allowedOrigins: config.allowedOrigins,
     control: {
       drain() {
         if (shuttingDown) throw new HttpError(409, "shutting_down", "Sluice is shutting down");
