@@ -280,7 +280,15 @@ export async function serveApp(app: Hono, opts: ServeOptions = {}): Promise<Runn
       : err.code === "ERR_HTTP_REQUEST_TIMEOUT"
       ? 408
       : 400;
-    socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nconnection: close\r\n\r\n`);
+    // Answer, then drop the connection: a request still waiting for its body then fails at once.
+    socket.end(
+      `HTTP/1.1 ${status} ${
+        http.STATUS_CODES[status]
+      }\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`,
+      () => socket.destroy(),
+    );
+    const hard = setTimeout(() => socket.destroy(), 1000);
+    socket.once("close", () => clearTimeout(hard));
   });
 
   await new Promise<void>((resolve, reject) => {
@@ -302,7 +310,13 @@ export async function serveApp(app: Hono, opts: ServeOptions = {}): Promise<Runn
       for (const ws of wss.clients) ws.terminate();
       const closed = new Promise<void>((r) => server.close(() => r()));
       server.closeIdleConnections();
-      await Promise.all([...inflight]);
+      // In-flight requests finish, but a client cannot hold the shutdown: 5 s at most.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        Promise.all([...inflight]),
+        new Promise((r) => (timer = setTimeout(r, 5000))),
+      ]);
+      clearTimeout(timer);
       server.closeAllConnections();
       await closed;
       wss.close();

@@ -723,3 +723,31 @@ export function configTable(): string {
     "\n",
   );
 }
+
+/** Tokens seen in examples and defaults: never a real secret. */
+const WELL_KNOWN_TOKENS = new Set([
+  "local-dev-token-change-me",
+  "change-me",
+  "changeme",
+  "secret",
+  "token",
+  "password",
+  "admin",
+  "sluice",
+  "test",
+]);
+
+/** Shortest control token not warned about (characters). */
+export const MIN_TOKEN_LENGTH = 16;
+
+/** A warning for a control token that is short or well known; undefined when it looks fine. */
+export function controlTokenWarning(token: string | undefined): string | undefined {
+  if (token === undefined || token === "") return undefined;
+  if (WELL_KNOWN_TOKENS.has(token.toLowerCase())) {
+    return "SLUICE_CONTROL_TOKEN is a well-known example value: anyone can use it; generate one with openssl rand -hex 32";
+  }
+  if (token.length < MIN_TOKEN_LENGTH) {
+    return `SLUICE_CONTROL_TOKEN is short (${token.length} characters, fewer than ${MIN_TOKEN_LENGTH}): generate one with openssl rand -hex 32`;
+  }
+  return undefined;
+}

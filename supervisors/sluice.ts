@@ -53,7 +53,7 @@ import { createApp } from "../http/app.ts";
 import type { AppDeps, ReadyCheck, StatusSummary } from "../http/deps.ts";
 import { HttpError } from "../http/errors.ts";
 import { type RunningServer, serveApp } from "../http/server.ts";
-import type { Config } from "./config.ts";
+import { type Config, controlTokenWarning } from "./config.ts";
 import { lockDataDir } from "./data_dir_lock.ts";
 import { canonicalPhases, runShutdown, type ShutdownReport, ShutdownStatus } from "./shutdown.ts";
 import { exitCodeFor, installSignalHandlers } from "./signals.ts";
@@ -641,6 +641,8 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
 /** `sluice start`: runs until a signal or `POST /control/shutdown`; returns the exit code. */
 export async function runSluice(config: Config): Promise<number> {
   configureLog({ level: config.logLevel, format: config.logFormat });
+  const weak = controlTokenWarning(config.controlToken);
+  if (weak) log.warn(weak);
   const sluice = await startSluice(config);
   const signals = installSignalHandlers((s) => sluice.shutdown(s), {
     exit: (code) => Deno.exit(code),

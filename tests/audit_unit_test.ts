@@ -327,6 +327,7 @@ Deno.test("createAuditTrail goes degraded and signals backpressure past a tiny b
     assert.deepEqual(signals, [true, false]);
     assert.deepEqual(trail.ready(), { ready: true });
     assert.equal(trail.status().degraded, false);
+    assert.equal(trail.status().lastError, null, "lastError cleared once uploads succeed again");
     const all = await readAll(store.inner, "audit/");
     assert.deepEqual(notExactlyOnce(all.events, keys), []);
     unsubscribe();

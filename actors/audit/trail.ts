@@ -373,6 +373,7 @@ export class AuditTrail {
         log.debug("audit upload failed", { segment: seg.name, error: e });
         throw e;
       }
+      this.#lastError = null; // recovered: `status().lastError` no longer shows an old failure
       if (!(await spool.remove(seg))) continue;
       auditWritesTotal.inc(events.length);
       uploaded += events.length;
