@@ -183,7 +183,7 @@ export interface UpstreamSimApi {
 export interface BodyLimits {
   /** Largest request body accepted on any route, bytes; default 64 KiB. */
   maxBytes?: number;
-  /** `/metrics` and the dashboard's metrics are rendered at most once per this many ms; default 1000. */
+  /** `/metrics` is rendered at most once per this many ms (scrapes in between share it); default 250. */
   metricsMaxAgeMs?: number;
 }
 
