@@ -3,7 +3,7 @@
  *
  * ```
  * sluice (rest_for_one, 5 restarts / 60 s)
- * ├── http             Hono on Deno.serve: health, metrics, WS, control, inspector
+ * ├── http             Hono on node:http: health, metrics, WS, control, inspector
  * ├── audit            audit batcher: spool → S3 / RGW (or ./data/audit)
  * ├── resilience       rate limiter + circuit breaker + upstream client
  * ├── idempotency      delivered idempotency keys (Deno KV, ${dataDir}/idempotency.kv)
