@@ -183,7 +183,7 @@ export interface UpstreamSimApi {
 export interface BodyLimits {
   /** Largest request body accepted on any route, bytes; default 64 KiB. */
   maxBytes?: number;
-  /** `/metrics` is rendered at most once per this many ms (scrapes in between share it); default 250. */
+  /** `/metrics` is rendered at most once per this many ms (scrapes in between share it); default 500. */
   metricsMaxAgeMs?: number;
 }
 

@@ -66,7 +66,7 @@ const encoder = new TextEncoder();
 /** Registers the read-only routes on `app`. */
 export function observeRoutes(app: Hono, deps: AppDeps, hub: WsHub, inspector: Inspector): void {
   const sampler = new DashboardSampler(deps.metrics);
-  const maxAge = deps.limits?.metricsMaxAgeMs ?? 250;
+  const maxAge = deps.limits?.metricsMaxAgeMs ?? 500;
   const metricsText = cachedFor(maxAge, async () => encoder.encode(await deps.metrics.metrics()));
   app.get("/", (c) => c.html(DASHBOARD_PAGE, 200, PAGE_HEADERS));
 
