@@ -70,11 +70,21 @@ export class ClientAbortError extends Error {
   }
 }
 
+/** The part of a `ws` WebSocket used here. */
+interface UpgradedSocket {
+  readonly readyState: number;
+  readonly bufferedAmount: number;
+  send(data: Uint8Array, opts: { binary: boolean }): void;
+  close(code?: number, reason?: string): void;
+  addEventListener(type: "close", listener: () => void): void;
+  on(event: "error", fn: (e: Error) => void): void;
+}
+
 /** What a handler finds in `c.env` when served by {@link serveApp}. */
 export interface ServeEnv {
   remoteAddr: { transport: "tcp"; hostname: string; port: number };
   /** Present on upgrade requests: accepts the WebSocket (the 101 is written at once). */
-  upgradeWebSocket?: () => SocketLike & { on(event: "error", fn: (e: Error) => void): void };
+  upgradeWebSocket?: () => UpgradedSocket;
 }
 
 /**
@@ -90,10 +100,35 @@ export function acceptWebSocket(c: Context): { socket: SocketLike; response: Res
       upgrade: "websocket",
     });
   }
-  const socket = up();
+  const ws = up();
   // Errors (a frame over the cap, a protocol error) close the socket; they are not crashes.
-  socket.on("error", (e) => log.debug("websocket client error", { error: e }));
+  ws.on("error", (e) => log.debug("websocket client error", { error: e }));
+  const socket: SocketLike = {
+    get readyState() {
+      return ws.readyState;
+    },
+    get bufferedAmount() {
+      return ws.bufferedAmount;
+    },
+    // The same message goes to every client: encoded once, not once per client.
+    send: (data: string) => ws.send(encodeOnce(data), { binary: false }),
+    close: (code?: number, reason?: string) => ws.close(code, reason),
+    addEventListener: (type: "close", listener: () => void) => ws.addEventListener(type, listener),
+  };
   return { socket, response: new Response(null, { status: 200 }) };
+}
+
+/** Recent messages and their UTF-8 bytes (a message fanned out to N clients is encoded once). */
+const encoded = new Map<string, Uint8Array>();
+
+function encodeOnce(text: string): Uint8Array {
+  let bytes = encoded.get(text);
+  if (bytes === undefined) {
+    if (encoded.size >= 4096) encoded.clear();
+    bytes = Buffer.from(text, "utf8");
+    encoded.set(text, bytes);
+  }
+  return bytes;
 }
 
 /** Header names and values of `req`, as a `Headers`. */
