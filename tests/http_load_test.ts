@@ -159,7 +159,10 @@ Deno.test("200 WebSocket clients, 60 never reading, at a load that makes them dr
   await withSluice(p, async () => {
     const pid = pidOf(p.dataDir);
     await p.json("/control/upstream", { ...JSON_PUT, body: '{"latencyMs":0}' });
-    await p.json("/control/load", { ...JSON_PUT, body: '{"rate":1000}' });
+    // Records/s: enough for the 60 silent clients to fill their socket buffers and drop within
+    // the minute; each record is one event to each of the 200 clients.
+    const rate = Number(Deno.env.get("SLUICE_TEST_WS_RATE") ?? "300");
+    await p.json("/control/load", { ...JSON_PUT, body: JSON.stringify({ rate }) });
     const idleRss = rssMb(pid);
     // 60 clients that complete the handshake and never read a byte.
     for (let i = 0; i < 60; i++) {
@@ -199,7 +202,7 @@ Deno.test("200 WebSocket clients, 60 never reading, at a load that makes them dr
         heapAtPeak.toFixed(0)
       } MB) with 200 clients (60 never reading) ` +
         `over ${seconds} s; ${dropped} events dropped; readers got ${out.messages} messages on ${out.open} sockets; ` +
-        `${delivered} records delivered`,
+        `${delivered} records delivered (load ${rate} records/s)`,
     );
     assert.equal(out.open, 140);
     assert.ok(dropped > 0, "the silent clients dropped events (the load was enough)");
