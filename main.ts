@@ -19,6 +19,7 @@
 import { CONFIG_SCHEMA, ConfigError, describeConfig, loadConfig } from "./supervisors/config.ts";
 import { type Command, InstanceError, parseOptions, UsageError } from "./supervisors/cli.ts";
 import denoJson from "./deno.json" with { type: "json" };
+import { DataDirLockedError } from "./supervisors/data_dir_lock.ts";
 import { httpCommands } from "./http/cli_commands.ts";
 import { auditCommand } from "./actors/audit/report.ts";
 import { produceCommand } from "./actors/produce_cli.ts";
@@ -119,6 +120,10 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (e instanceof ConfigError) {
       console.error(`sluice: ${e.message}`);
+      return 2;
+    }
+    if (e instanceof DataDirLockedError) {
+      console.error(`sluice ${name}: ${e.message}`);
       return 2;
     }
     if (e instanceof InstanceError) {

@@ -25,8 +25,15 @@ const ORDER: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 
 export const REPEAT_BURST = 3;
 /** Window of the repeated-line limit (ms). */
 export const REPEAT_WINDOW_MS = 10_000;
+import { redactText } from "./redact.ts";
 
 let minLevel: LogLevel = "info";
+let testSink: ((line: string, level: LogLevel) => void) | undefined;
+
+/** Tests: sends every log line (already formatted and redacted) to `fn` instead of stderr; none restores. */
+export function setLogSink(fn?: (line: string, level: LogLevel) => void): void {
+  testSink = fn;
+}
 let format: "json" | "pretty" = "json";
 let sink: (line: string) => void = writeStderr;
 const encoder = new TextEncoder();
@@ -160,6 +167,8 @@ function emit(level: LogLevel, component: string, msg: string, fields?: Record<s
     // Time of day in UTC is enough on a terminal; JSON keeps the full timestamp.
     line = `${ts.slice(11, 23)}Z ${level.toUpperCase().padEnd(5)} [${component}] ${msg}${extra}`;
   }
+  line = redactText(line);
+  if (testSink) return testSink(line, level);
   sink(line);
 }
 

@@ -214,7 +214,11 @@ export class TokenBucket {
       this.#head = 0;
     }
     if (this.#head < this.#queue.length) {
-      const wait = Math.max(1, Math.ceil(((1 - this.#tokens) * 1000) / this.#rate));
+      // Capped at the largest delay a timer honours (a longer one would fire at once, in a loop).
+      const wait = Math.min(
+        2_147_483_647,
+        Math.max(1, Math.ceil(((1 - this.#tokens) * 1000) / this.#rate)),
+      );
       this.#timer = this.#clock.setTimeout(() => {
         this.#timer = undefined;
         this.#schedule();

@@ -22,7 +22,14 @@
  * @module
  */
 import { parseTime } from "./audit/report.ts";
-import { callInstance, type Command, parseOptions, UsageError } from "../supervisors/cli.ts";
+import {
+  callInstance,
+  type Command,
+  parseOptions,
+  terminalJson,
+  terminalSafe,
+  UsageError,
+} from "../supervisors/cli.ts";
 
 /** The fields of a progress answer the CLI shows. */
 interface Progress {
@@ -228,14 +235,17 @@ interface DlqItem {
 /** The dead letters as a text table. */
 export function formatDlqTable(items: DlqItem[]): string {
   if (items.length === 0) return "(no dead letters)";
-  const rows = items.map((d) => [
-    d.id,
-    d.timestamp,
-    d.failure_reason,
-    String(d.retry_count),
-    d.delivered_since ? "yes" : "no",
-    d.error_message.length > 60 ? `${d.error_message.slice(0, 57)}...` : d.error_message,
-  ]);
+  // Every cell comes from records (a hostile producer's bytes): escaped for the terminal.
+  const rows = items.map((d) =>
+    [
+      d.id,
+      d.timestamp,
+      d.failure_reason,
+      String(d.retry_count),
+      d.delivered_since ? "yes" : "no",
+      d.error_message.length > 60 ? `${d.error_message.slice(0, 57)}...` : d.error_message,
+    ].map((c) => terminalSafe(String(c ?? "")))
+  );
   const head = ["ID", "DEAD-LETTERED", "REASON", "RETRIES", "DELIVERED-SINCE", "MESSAGE"];
   const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (r: string[]) => r.map((c, i) => c.padEnd(w[i])).join("  ").trimEnd();
@@ -311,10 +321,12 @@ export const dlqCommand: Command = {
         next_cursor?: string;
       };
       if (values.json) {
-        console.log(JSON.stringify(page, null, 2));
+        console.log(terminalJson(page));
       } else {
         console.log(formatDlqTable(page.items));
-        if (page.next_cursor) console.log(`\nmore: sluice dlq list --cursor ${page.next_cursor}`);
+        if (page.next_cursor) {
+          console.log(`\nmore: sluice dlq list --cursor ${terminalSafe(page.next_cursor)}`);
+        }
       }
       return 0;
     }

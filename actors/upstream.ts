@@ -293,6 +293,18 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
   const flow = options.flow;
   let lastHoldLog = -Infinity;
   const path = url.pathname + url.search;
+  // Userinfo in the URL is sent as Basic auth (as curl does), never dropped in silence.
+  const basicAuth = url.username || url.password
+    ? `Basic ${
+      btoa(
+        String.fromCharCode(
+          ...new TextEncoder().encode(
+            `${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`,
+          ),
+        ),
+      )
+    }`
+    : undefined;
   const pool = new Pool(url.origin, {
     connections: options.maxConnections ?? 256,
     connect: { timeout: connectTimeoutMs },
@@ -384,6 +396,7 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
       "idempotency-key": envelope.idempotency_key,
       "traceparent": envelope.traceparent,
       "x-request-id": envelope.request_id,
+      ...(basicAuth ? { authorization: basicAuth } : {}),
     };
     const out: DeliveryResult = {
       outcome: "failed",

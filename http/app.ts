@@ -47,7 +47,11 @@ export function createApp(deps: AppDeps): Hono {
   app.onError(errorHandler);
   app.notFound(notFoundHandler);
 
-  const auth = controlAuth({ token: deps.controlToken, clientAddress: deps.clientAddress });
+  const auth = controlAuth({
+    token: deps.controlToken,
+    clientAddress: deps.clientAddress,
+    allowedOrigins: deps.allowedOrigins,
+  });
   app.use("/control/*", auth);
   app.use("/dlq/*", auth);
   app.use("/audit/*", auth);

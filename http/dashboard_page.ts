@@ -709,7 +709,8 @@ try { token = sessionStorage.getItem("sluiceToken") || ""; } catch (e) { token =
 var pendingRetry = null;
 function api(method, path, body) {
   var headers = {};
-  if (body !== undefined) headers["content-type"] = "application/json";
+  // Mutating calls always say JSON: without a token the server refuses anything else.
+  if (body !== undefined || method !== "GET") headers["content-type"] = "application/json";
   if (token) headers.authorization = "Bearer " + token;
   return fetch(path, { method: method, headers: headers, body: body === undefined ? undefined : JSON.stringify(body), cache: "no-store" })
     .then(function (r) {

@@ -193,6 +193,8 @@ export interface UpstreamSimApi {
 export interface BodyLimits {
   /** Largest request body accepted on any route, bytes; default 64 KiB. */
   maxBytes?: number;
+  /** `/metrics` is rendered at most once per this many ms (scrapes in between share it); default 500. */
+  metricsMaxAgeMs?: number;
 }
 
 /** Everything `createApp` needs. */
@@ -214,6 +216,8 @@ export interface AppDeps {
   upstreamSim?: UpstreamSimApi;
   /** Bearer token for control and DLQ routes; unset or empty: loopback clients only. */
   controlToken?: string;
+  /** Browser origins accepted besides the instance's own (`SLUICE_ALLOWED_ORIGINS`). */
+  allowedOrigins?: readonly string[];
   limits?: BodyLimits;
   /** Remote address of the client; default: `getConnInfo` of hono/deno. Tests inject it. */
   clientAddress?: (c: Context) => string | undefined;

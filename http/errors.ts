@@ -64,6 +64,21 @@ export function errorResponse(c: Context, err: HttpError): Response {
 /** The app's `onError`: every failure becomes `{error: {code, message}}`. */
 export function errorHandler(err: Error, c: Context): Response {
   if (err instanceof HttpError) return errorResponse(c, err);
+  if (isClientAbort(err)) {
+    // The client went away mid-body: nobody reads this answer, and it is no server fault.
+    log.debug("client closed the connection mid-request", {
+      method: c.req.method,
+      path: c.req.path,
+    });
+    return errorResponse(
+      c,
+      new HttpError(
+        400,
+        "incomplete_request",
+        "Request body incomplete: the client closed the connection",
+      ),
+    );
+  }
   if (err instanceof HTTPException) {
     const status = err.status as ContentfulStatusCode;
     const code = CODE_BY_STATUS[status] ?? "http_error";
@@ -75,6 +90,14 @@ export function errorHandler(err: Error, c: Context): Response {
     error: err,
   });
   return errorResponse(c, new HttpError(500, "internal", "Internal error: see the server log"));
+}
+
+/** True for the error of a request body whose client closed the connection (see http/server.ts). */
+function isClientAbort(err: unknown): boolean {
+  for (let e = err, i = 0; e instanceof Error && i < 5; e = e.cause, i++) {
+    if (e.name === "ClientAbortError") return true;
+  }
+  return false;
 }
 
 /** The app's `notFound`: a JSON 404. */

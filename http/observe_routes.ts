@@ -6,12 +6,14 @@
  * @module
  */
 import type { Context, Hono } from "hono";
+import { checkOrigin } from "./auth.ts";
 import type { AppDeps, ReadyReport } from "./deps.ts";
 import { DASHBOARD_PAGE, DashboardSampler } from "./dashboard_page.ts";
 import { HttpError } from "./errors.ts";
 import { type DashboardHistory, healthOf } from "./history.ts";
 import type { Inspector } from "./inspector.ts";
 import { INSPECT_PAGE } from "./inspect_page.ts";
+import { acceptWebSocket } from "./server.ts";
 import { parseSeverity, SEVERITIES, type WsHub } from "./ws_hub.ts";
 
 function safeReady(deps: AppDeps): ReadyReport {
@@ -41,6 +43,27 @@ const PAGE_HEADERS = {
   "cache-control": "no-store",
 };
 
+/**
+ * `fn` run at most once per `maxAgeMs`: callers within that time (or while a
+ * run is in flight) share its result. An unauthenticated scrape storm then
+ * costs one render per interval, not one per request.
+ */
+export function cachedFor<T>(maxAgeMs: number, fn: () => Promise<T>): () => Promise<T> {
+  let value: Promise<T> | undefined;
+  let at = 0;
+  return () => {
+    const now = performance.now();
+    if (value === undefined || now - at >= maxAgeMs) {
+      at = now;
+      value = fn();
+      value.catch(() => (value = undefined));
+    }
+    return value;
+  };
+}
+
+const encoder = new TextEncoder();
+
 /** Registers the read-only routes on `app`. */
 export function observeRoutes(
   app: Hono,
@@ -50,6 +73,8 @@ export function observeRoutes(
   history: DashboardHistory,
 ): void {
   const sampler = new DashboardSampler(deps.metrics);
+  const maxAge = deps.limits?.metricsMaxAgeMs ?? 500;
+  const metricsText = cachedFor(maxAge, async () => encoder.encode(await deps.metrics.metrics()));
   app.get("/", (c) => c.html(DASHBOARD_PAGE, 200, PAGE_HEADERS));
 
   app.get("/dashboard/data", async (c) => {
@@ -88,8 +113,8 @@ export function observeRoutes(
   });
 
   app.get("/metrics", async (c) => {
-    const text = await deps.metrics.metrics();
-    return c.body(text, 200, { "content-type": deps.metrics.contentType });
+    const bytes = await metricsText();
+    return c.body(bytes, 200, { "content-type": deps.metrics.contentType });
   });
 
   app.get("/status", async (c) => {
@@ -107,8 +132,9 @@ export function observeRoutes(
       );
     }
     const topic = c.req.query("topic") || undefined;
+    checkOrigin(c, deps.allowedOrigins);
     requireUpgrade(c, hub.hasRoom);
-    const { socket, response } = Deno.upgradeWebSocket(c.req.raw);
+    const { socket, response } = acceptWebSocket(c);
     hub.attach(socket, { minSeverity, topic });
     return response;
   });
@@ -120,8 +146,9 @@ export function observeRoutes(
   app.get("/inspect/machines", (c) => c.json(inspector.machines()));
 
   app.get("/inspect/ws", (c) => {
+    checkOrigin(c, deps.allowedOrigins);
     requireUpgrade(c, inspector.hasRoom);
-    const { socket, response } = Deno.upgradeWebSocket(c.req.raw);
+    const { socket, response } = acceptWebSocket(c);
     inspector.attach(socket);
     return response;
   });

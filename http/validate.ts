@@ -14,6 +14,10 @@ import type {
 } from "./deps.ts";
 import { HttpError } from "./errors.ts";
 import { FAILURE_REASONS } from "../actors/audit/event.ts";
+import { MAX_BURST, MAX_LOAD_RATE, MAX_RATE, MIN_RATE, TOPIC_NAME } from "../supervisors/config.ts";
+
+/** Largest time accepted (ms since the epoch): the last instant a JavaScript `Date` holds. */
+const MAX_TIME_MS = 8.64e15;
 
 function invalid(field: string, rule: string): HttpError {
   return new HttpError(422, "validation_error", `Invalid ${field}: ${rule}`);
@@ -25,31 +29,35 @@ function onlyKeys(body: Record<string, unknown>, allowed: string[]): void {
   }
 }
 
-function positiveNumber(body: Record<string, unknown>, field: string): number {
+/** A records/s value: from {@link MIN_RATE} to {@link MAX_RATE}. */
+function rateField(body: Record<string, unknown>, field: string): number {
   const v = body[field];
-  if (typeof v !== "number" || !Number.isFinite(v) || v <= 0) {
-    throw invalid(field, "must be a number > 0");
+  if (typeof v !== "number" || !(v >= MIN_RATE && v <= MAX_RATE)) {
+    throw invalid(field, `must be a number from ${MIN_RATE} to ${MAX_RATE} (records/s)`);
   }
   return v;
 }
 
-/** Body of `PUT /control/rate`: `{rate > 0, burst?: integer >= 1}`. */
+/** Body of `PUT /control/rate`: `{rate 0.001..1e6, burst?: integer 1..1e6}`. */
 export function parseRate(body: Record<string, unknown>): RateSetting {
   onlyKeys(body, ["rate", "burst"]);
-  const rate = positiveNumber(body, "rate");
+  const rate = rateField(body, "rate");
   if (body.burst === undefined) return { rate };
-  if (!Number.isSafeInteger(body.burst) || (body.burst as number) < 1) {
-    throw invalid("burst", "must be an integer >= 1");
+  if (
+    !Number.isSafeInteger(body.burst) || (body.burst as number) < 1 ||
+    (body.burst as number) > MAX_BURST
+  ) {
+    throw invalid("burst", `must be an integer from 1 to ${MAX_BURST}`);
   }
   return { rate, burst: body.burst as number };
 }
 
-/** Body of `PUT /control/load`: `{rate >= 0}` (0 stops the generator). */
+/** Body of `PUT /control/load`: `{rate 0..10000}` (0 stops the generator). */
 export function parseLoad(body: Record<string, unknown>): { rate: number } {
   onlyKeys(body, ["rate"]);
   const v = body.rate;
-  if (typeof v !== "number" || !Number.isFinite(v) || v < 0) {
-    throw invalid("rate", "must be a number >= 0");
+  if (typeof v !== "number" || !(v >= 0 && v <= MAX_LOAD_RATE)) {
+    throw invalid("rate", `must be a number from 0 to ${MAX_LOAD_RATE} (records/s)`);
   }
   return { rate: v };
 }
@@ -82,14 +90,17 @@ export function parseUpstreamSim(body: Record<string, unknown>): UpstreamSimSett
   return out;
 }
 
-const TOPIC = /^[a-zA-Z0-9._-]{1,249}$/;
+const TOPIC = TOPIC_NAME;
 
 /** A time as ISO 8601 text or epoch milliseconds. */
 function time(body: Record<string, unknown>, field: string): number {
   const v = body[field];
   const ms = typeof v === "number" ? v : typeof v === "string" ? Date.parse(v) : NaN;
-  if (!Number.isFinite(ms) || ms < 0) {
-    throw invalid(field, "must be an ISO 8601 time or epoch milliseconds");
+  if (!Number.isFinite(ms) || ms < 0 || ms > MAX_TIME_MS) {
+    throw invalid(
+      field,
+      `must be an ISO 8601 time or epoch milliseconds from 0 to ${MAX_TIME_MS}`,
+    );
   }
   return ms;
 }
@@ -104,7 +115,7 @@ export function parseReplay(body: Record<string, unknown>): ReplayRequest {
   const to = time(body, "to");
   if (from >= to) throw invalid("from", "must be before to");
   const req: ReplayRequest = { topic: body.topic, from, to };
-  if (body.rate !== undefined) req.rate = positiveNumber(body, "rate");
+  if (body.rate !== undefined) req.rate = rateField(body, "rate");
   if (body.partitions !== undefined) {
     const ps = body.partitions;
     if (
@@ -143,7 +154,7 @@ export function parseDlqBulk(body: Record<string, unknown>): DlqBulkReplayReques
   if (req.from !== undefined && req.to !== undefined && req.from >= req.to) {
     throw invalid("from", "must be before to");
   }
-  if (body.rate !== undefined) req.rate = positiveNumber(body, "rate");
+  if (body.rate !== undefined) req.rate = rateField(body, "rate");
   return req;
 }
 

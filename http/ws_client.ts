@@ -26,7 +26,7 @@ export interface SocketLike {
 export interface BoundedSenderOptions {
   /** Messages buffered per client before the oldest is dropped; default 1000. */
   capacity?: number;
-  /** Writing pauses while the socket holds more than this many unsent bytes; default 1 MiB. */
+  /** Writing pauses while the socket holds more than this many unsent bytes; default 64 KiB. */
   maxBufferedBytes?: number;
   /** Delay before looking again at a backed-up or connecting socket, ms; default 50. */
   pollMs?: number;
@@ -60,7 +60,7 @@ export class BoundedSender<T> {
   ) {
     this.#opts = {
       capacity: 1000,
-      maxBufferedBytes: 1 << 20,
+      maxBufferedBytes: 64 * 1024,
       pollMs: 50,
       batch: 256,
       stallCloseMs: 60_000,

@@ -30,7 +30,7 @@ export interface WsHubOptions {
   bufferSize?: number;
   /** Heartbeat period, ms; default 15 000. */
   heartbeatMs?: number;
-  /** Unsent bytes per socket above which writing pauses; default 1 MiB. */
+  /** Unsent bytes per socket (beyond the kernel's buffers) above which writing pauses; default 64 KiB. */
   maxBufferedBytes?: number;
   /** Connected clients at most; `attach` refuses beyond; default 256. */
   maxClients?: number;
@@ -64,7 +64,7 @@ export class WsHub {
     this.#opts = {
       bufferSize: 1000,
       heartbeatMs: 15_000,
-      maxBufferedBytes: 1 << 20,
+      maxBufferedBytes: 64 * 1024,
       maxClients: 256,
       subscribe: subscribeEvents,
       ...opts,

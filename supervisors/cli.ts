@@ -67,7 +67,10 @@ export async function callInstance(
   const token = Deno.env.get("SLUICE_CONTROL_TOKEN");
   const headers: Record<string, string> = {};
   if (token) headers.authorization = `Bearer ${token}`;
-  if (body !== undefined) headers["content-type"] = "application/json";
+  // Every call but a read says JSON: without a token sluice refuses anything else (browser guard).
+  if (body !== undefined || (method !== "GET" && method !== "HEAD")) {
+    headers["content-type"] = "application/json";
+  }
   const url = `${instanceUrl()}${path}`;
   let res: Response;
   try {
@@ -100,4 +103,27 @@ export async function callInstance(
     );
   }
   return json;
+}
+
+/**
+ * Text safe to print on an operator's terminal: every C0 and C1 control
+ * character and DEL (escape sequences, NUL, carriage returns, bidi-free) is
+ * shown as a visible escape (`\x1b`, `\x00`), so data taken from records
+ * cannot drive the terminal. `keepNewlines` leaves `\n` as is (multi-line output).
+ */
+export function terminalSafe(text: string, keepNewlines = false): string {
+  return text.replace(
+    // deno-lint-ignore no-control-regex
+    /[\u0000-\u001f\u007f-\u009f]/g,
+    (ch) =>
+      keepNewlines && ch === "\n" ? ch : `\\x${ch.charCodeAt(0).toString(16).padStart(2, "0")}`,
+  );
+}
+
+/** JSON for a terminal: as `JSON.stringify`, with C1 controls and DEL escaped too (`\u009b`). */
+export function terminalJson(value: unknown): string {
+  return JSON.stringify(value, null, 2).replace(
+    /[\u007f-\u009f]/g,
+    (ch) => `\\u${ch.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
 }

@@ -42,7 +42,20 @@ export interface OptionSpec {
   readonly max?: number;
 }
 
+import { redactUrl } from "../actors/redact.ts";
+
 const MiB = 1024 * 1024;
+
+/** Largest delay a JavaScript timer honours (2^31 − 1 ms, about 24.8 days); longer ones fire at once. */
+export const MAX_TIMER_MS = 2_147_483_647;
+/** Largest records/s accepted for the rate limiter, a replay or the load generator's bound below. */
+export const MAX_RATE = 1_000_000;
+/** Smallest non-zero records/s: one record per 1,000 s keeps the limiter's timer in range. */
+export const MIN_RATE = 0.001;
+/** Largest token bucket. */
+export const MAX_BURST = 1_000_000;
+/** Largest load generator rate (local mode test load), records/s. */
+export const MAX_LOAD_RATE = 10_000;
 
 /**
  * The schema. Order is the order of the README table and of `--print-config`.
@@ -126,6 +139,7 @@ export const CONFIG_SCHEMA = [
     type: "int",
     default: 1 * MiB,
     min: 1,
+    max: 64 * MiB,
     doc: "Largest record value accepted; larger ones are dead-lettered (VALIDATION_ERROR)",
   },
   {
@@ -160,7 +174,8 @@ export const CONFIG_SCHEMA = [
     type: "number",
     default: 1000,
     min: 0,
-    doc: "Records per second sent upstream (token bucket); 0 = unlimited",
+    max: MAX_RATE,
+    doc: "Records per second sent upstream (token bucket); 0 = unlimited, else 0.001 to 1000000",
   },
   {
     key: "rateBurst",
@@ -168,6 +183,7 @@ export const CONFIG_SCHEMA = [
     type: "int",
     default: 100,
     min: 1,
+    max: MAX_BURST,
     doc: "Token bucket size (burst)",
   },
   {
@@ -193,6 +209,7 @@ export const CONFIG_SCHEMA = [
     type: "int",
     default: 2000,
     min: 1,
+    max: MAX_TIMER_MS,
     doc: "Upstream connect timeout (ms)",
   },
   {
@@ -201,6 +218,7 @@ export const CONFIG_SCHEMA = [
     type: "int",
     default: 5000,
     min: 1,
+    max: MAX_TIMER_MS,
     doc: "Upstream read timeout: from request sent to full response (ms)",
   },
   {
@@ -209,6 +227,7 @@ export const CONFIG_SCHEMA = [
     type: "int",
     default: 30000,
     min: 1,
+    max: MAX_TIMER_MS,
     doc: "Upper bound for one record's delivery, all retries included (ms)",
   },
   {
@@ -226,6 +245,7 @@ export const CONFIG_SCHEMA = [
     type: "int",
     default: 100,
     min: 1,
+    max: MAX_TIMER_MS,
     doc: "First retry backoff (ms); doubles each retry, with full jitter",
   },
   {
@@ -234,6 +254,7 @@ export const CONFIG_SCHEMA = [
     type: "int",
     default: 5000,
     min: 1,
+    max: MAX_TIMER_MS,
     doc: "Largest retry backoff (ms)",
   },
   // Circuit breaker
@@ -260,6 +281,7 @@ export const CONFIG_SCHEMA = [
     type: "int",
     default: 10,
     min: 1,
+    max: 1_000_000,
     doc: "Calls in the rolling window before the breaker may open",
   },
   {
@@ -268,6 +290,7 @@ export const CONFIG_SCHEMA = [
     type: "int",
     default: 10000,
     min: 100,
+    max: MAX_TIMER_MS,
     doc: "Rolling window of the breaker statistics (ms)",
   },
   {
@@ -276,6 +299,7 @@ export const CONFIG_SCHEMA = [
     type: "int",
     default: 10000,
     min: 10,
+    max: MAX_TIMER_MS,
     doc: "Time open before a half-open probe (ms)",
   },
   // Audit
@@ -327,6 +351,7 @@ export const CONFIG_SCHEMA = [
     type: "int",
     default: 5000,
     min: 1,
+    max: 1_000_000,
     doc: "Upload a batch when it holds this many events",
   },
   {
@@ -335,6 +360,7 @@ export const CONFIG_SCHEMA = [
     type: "int",
     default: 4 * MiB,
     min: 1024,
+    max: 1024 * MiB,
     doc: "Upload a batch when it holds this many bytes (uncompressed)",
   },
   {
@@ -343,6 +369,7 @@ export const CONFIG_SCHEMA = [
     type: "int",
     default: 5000,
     min: 10,
+    max: MAX_TIMER_MS,
     doc: "Upload a batch when its oldest event is this old (ms)",
   },
   {
@@ -411,7 +438,34 @@ export const CONFIG_SCHEMA = [
     env: "SLUICE_CONTROL_TOKEN",
     type: "secret",
     default: undefined,
-    doc: "Bearer token for /control and /dlq; unset = those routes answer loopback only",
+    doc:
+      "Bearer token for /control and /dlq; unset = those routes answer loopback clients only, and no browser",
+  },
+  {
+    key: "allowedOrigins",
+    env: "SLUICE_ALLOWED_ORIGINS",
+    type: "list",
+    default: [],
+    doc:
+      "Browser origins allowed besides the instance's own (`https://ops.example.com`), for WebSockets and no-token control",
+  },
+  {
+    key: "httpHeadersTimeoutMs",
+    env: "SLUICE_HTTP_HEADERS_TIMEOUT_MS",
+    type: "int",
+    default: 10000,
+    min: 100,
+    max: 600_000,
+    doc: "Time a client has to send its request headers before the connection is closed (408) (ms)",
+  },
+  {
+    key: "httpRequestTimeoutMs",
+    env: "SLUICE_HTTP_REQUEST_TIMEOUT_MS",
+    type: "int",
+    default: 30000,
+    min: 100,
+    max: 600_000,
+    doc: "Time a client has to send its whole request, body included (408) (ms)",
   },
   {
     key: "commitTimeoutMs",
@@ -438,6 +492,7 @@ export const CONFIG_SCHEMA = [
     type: "int",
     default: 15000,
     min: 1,
+    max: 3_600_000,
     doc: "Shutdown: deadline to finish in-flight records (ms)",
   },
   {
@@ -446,6 +501,7 @@ export const CONFIG_SCHEMA = [
     type: "int",
     default: 5000,
     min: 1,
+    max: 3_600_000,
     doc: "Shutdown: deadline to commit offsets and leave the group (ms)",
   },
   {
@@ -454,6 +510,7 @@ export const CONFIG_SCHEMA = [
     type: "int",
     default: 10000,
     min: 1,
+    max: 3_600_000,
     doc: "Shutdown: deadline to upload what waits in the audit topic (ms)",
   },
   // Logging
@@ -480,6 +537,7 @@ export const CONFIG_SCHEMA = [
     type: "int",
     default: 168,
     min: 1,
+    max: 24 * 365,
     doc:
       "How long delivered idempotency keys are remembered (`${dataDir}/idempotency.kv`); replays skip them (h)",
   },
@@ -498,7 +556,8 @@ export const CONFIG_SCHEMA = [
     env: "SLUICE_REPLAY_RATE",
     type: "number",
     default: 100,
-    min: 0.001,
+    min: MIN_RATE,
+    max: MAX_RATE,
     doc: "Default rate of a replay (window or dead letters) when the request sets none (records/s)",
   },
 ] as const satisfies readonly OptionSpec[];
@@ -531,17 +590,23 @@ function parseValue(spec: OptionSpec, raw: string): { value?: unknown; problem?:
       return { value: raw.trim() };
     case "int":
     case "number": {
-      const n = Number(raw.trim());
+      // Plain decimal only: `0x10`, `1e20`, `Infinity` are refused, not reinterpreted.
+      const text = raw.trim();
+      const n = Number(text);
+      const shape = spec.type === "int" ? /^-?\d{1,16}$/ : /^-?\d{1,16}(\.\d{1,16})?$/;
       if (
-        raw.trim() === "" || !Number.isFinite(n) || (spec.type === "int" && !Number.isInteger(n))
+        !shape.test(text) || !Number.isFinite(n) ||
+        (spec.type === "int" && !Number.isSafeInteger(n))
       ) {
         return { problem: `${where}: expected ${spec.type === "int" ? "an integer" : "a number"}` };
       }
-      if (spec.min !== undefined && n < spec.min) {
-        return { problem: `${where}: must be at least ${spec.min}` };
-      }
-      if (spec.max !== undefined && n > spec.max) {
-        return { problem: `${where}: must be at most ${spec.max}` };
+      if ((spec.min !== undefined && n < spec.min) || (spec.max !== undefined && n > spec.max)) {
+        const range = spec.max === undefined
+          ? `at least ${spec.min}`
+          : spec.min === undefined
+          ? `at most ${spec.max}`
+          : `from ${spec.min} to ${spec.max}`;
+        return { problem: `${where}: must be ${range}` };
       }
       return { value: n };
     }
@@ -621,8 +686,90 @@ export function loadConfig(
   if ((out.retryMaxMs as number) < (out.retryBaseMs as number)) {
     problems.push("SLUICE_RETRY_MAX_MS: must be at least SLUICE_RETRY_BASE_MS");
   }
+  problems.push(...crossChecks(out));
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze(out) as unknown as Config;
+}
+
+/** Kafka's rule for a topic name. */
+export const TOPIC_NAME = /^[a-zA-Z0-9._-]{1,249}$/;
+const PREFIX_SEGMENT = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$/;
+const HOST_NAME =
+  /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
+
+function isHost(h: string): boolean {
+  if (HOST_NAME.test(h)) return true;
+  const v6 = h.replace(/^\[|\]$/g, "");
+  return /^[0-9a-fA-F:.]+$/.test(v6) && v6.includes(":");
+}
+
+/** Checks that values are usable, not only well-typed: every problem, before anything starts. */
+function crossChecks(out: Record<string, unknown>): string[] {
+  const problems: string[] = [];
+  const rate = out.rateLimit as number;
+  if (rate > 0 && rate < MIN_RATE) {
+    problems.push(
+      `SLUICE_RATE_LIMIT=${rate}: must be 0 (unlimited) or from ${MIN_RATE} to ${MAX_RATE}`,
+    );
+  }
+  const suffix = out.dlqSuffix as string;
+  if (!/^[a-zA-Z0-9._-]{1,200}$/.test(suffix)) {
+    problems.push(
+      `SLUICE_DLQ_SUFFIX=${
+        JSON.stringify(suffix)
+      }: 1 to 200 of a-z A-Z 0-9 . _ - (Kafka topic characters)`,
+    );
+  }
+  for (const t of out.topics as string[]) {
+    if (!TOPIC_NAME.test(t) || t === "." || t === "..") {
+      problems.push(
+        `SLUICE_TOPICS: ${
+          JSON.stringify(t)
+        } is not a Kafka topic name (1 to 249 of a-z A-Z 0-9 . _ -)`,
+      );
+    } else if (`${t}${suffix}`.length > 249) {
+      problems.push(`SLUICE_TOPICS: dead-letter topic ${t}${suffix} is longer than 249 characters`);
+    }
+  }
+  const prefix = out.auditPrefix as string;
+  if (!prefix.split("/").every((seg) => PREFIX_SEGMENT.test(seg) && seg !== "..")) {
+    problems.push(
+      `SLUICE_AUDIT_PREFIX=${
+        JSON.stringify(prefix)
+      }: must be key segments of a-z A-Z 0-9 . _ - separated by /, none empty, . or ..`,
+    );
+  }
+  if (!isHost(out.httpHost as string)) {
+    problems.push(
+      `SLUICE_HTTP_HOST=${JSON.stringify(out.httpHost)}: expected an IP address or a host name`,
+    );
+  }
+  for (const b of out.kafkaBrokers as string[]) {
+    const m = /^(.+):(\d{1,5})$/.exec(b);
+    if (!m || !isHost(m[1]) || Number(m[2]) < 1 || Number(m[2]) > 65535) {
+      problems.push(`SLUICE_KAFKA_BROKERS: ${JSON.stringify(b)} is not host:port`);
+    }
+  }
+  for (const o of out.allowedOrigins as string[]) {
+    let ok = false;
+    try {
+      const u = new URL(o);
+      ok = (u.protocol === "http:" || u.protocol === "https:") && u.origin === o.replace(/\/$/, "");
+    } catch {
+      ok = false;
+    }
+    if (!ok) {
+      problems.push(
+        `SLUICE_ALLOWED_ORIGINS: ${
+          JSON.stringify(o)
+        } is not an origin (scheme://host[:port], no path)`,
+      );
+    }
+  }
+  if ((out.httpHeadersTimeoutMs as number) > (out.httpRequestTimeoutMs as number)) {
+    problems.push("SLUICE_HTTP_HEADERS_TIMEOUT_MS: must be at most SLUICE_HTTP_REQUEST_TIMEOUT_MS");
+  }
+  return problems;
 }
 
 /** `SLUICE_` variables read by tools rather than by the service (and every `SLUICE_TEST_*`). */
@@ -633,7 +780,11 @@ export function describeConfig(config: Config): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const spec of CONFIG_SCHEMA as readonly OptionSpec[]) {
     const v = (config as Record<string, unknown>)[spec.key];
-    out[spec.env] = spec.type === "secret" && v !== undefined ? "********" : v ?? null;
+    out[spec.env] = spec.type === "secret" && v !== undefined
+      ? "********"
+      : spec.type === "url" && typeof v === "string"
+      ? redactUrl(v)
+      : v ?? null;
   }
   return out;
 }
@@ -653,4 +804,32 @@ export function configTable(): string {
   return ["| Variable | Type | Default | Meaning |", "| --- | --- | --- | --- |", ...rows].join(
     "\n",
   );
+}
+
+/** Tokens seen in examples and defaults: never a real secret. */
+const WELL_KNOWN_TOKENS = new Set([
+  "local-dev-token-change-me",
+  "change-me",
+  "changeme",
+  "secret",
+  "token",
+  "password",
+  "admin",
+  "sluice",
+  "test",
+]);
+
+/** Shortest control token not warned about (characters). */
+export const MIN_TOKEN_LENGTH = 16;
+
+/** A warning for a control token that is short or well known; undefined when it looks fine. */
+export function controlTokenWarning(token: string | undefined): string | undefined {
+  if (token === undefined || token === "") return undefined;
+  if (WELL_KNOWN_TOKENS.has(token.toLowerCase())) {
+    return "SLUICE_CONTROL_TOKEN is a well-known example value: anyone can use it; generate one with openssl rand -hex 32";
+  }
+  if (token.length < MIN_TOKEN_LENGTH) {
+    return `SLUICE_CONTROL_TOKEN is short (${token.length} characters, fewer than ${MIN_TOKEN_LENGTH}): generate one with openssl rand -hex 32`;
+  }
+  return undefined;
 }

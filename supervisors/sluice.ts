@@ -3,7 +3,7 @@
  *
  * ```
  * sluice (rest_for_one, 5 restarts / 60 s)
- * ├── http             Hono on Deno.serve: health, metrics, WS, control, inspector
+ * ├── http             Hono on node:http: health, metrics, WS, control, inspector
  * ├── audit            audit writer (→ audit topic, before every commit) + audit uploader
  * │                    (audit topic → S3 / RGW or ./data/audit, its own consumer group)
  * ├── resilience       rate limiter + circuit breaker + upstream client
@@ -50,6 +50,7 @@ import { type IdempotencyStore, openIdempotencyStore } from "../actors/idempoten
 import { createKafkaLog } from "../actors/kafka_log.ts";
 import { type LoadGenerator, startLoadGenerator } from "../actors/load_generator.ts";
 import { configureLog, flushRepeatedLogs, logFormat, logger } from "../actors/log.ts";
+import { redactUrl } from "../actors/redact.ts";
 import { rateLimitCeiling, rateLimitEffective, registry } from "../actors/metrics.ts";
 import { Pipeline } from "../actors/pipeline.ts";
 import { createProcessor } from "../actors/processor.ts";
@@ -62,7 +63,8 @@ import { createApp } from "../http/app.ts";
 import type { AppDeps, ReadyCheck, StatusSummary } from "../http/deps.ts";
 import { HttpError } from "../http/errors.ts";
 import { type RunningServer, serveApp } from "../http/server.ts";
-import { type Config, ConfigError } from "./config.ts";
+import { type Config, ConfigError, controlTokenWarning } from "./config.ts";
+import { lockDataDir } from "./data_dir_lock.ts";
 import { loadPayloadSchemas, SchemaDirError } from "../actors/schema.ts";
 import { createTracing, otlpTracesUrl } from "../actors/tracing.ts";
 import { canonicalPhases, runShutdown, type ShutdownReport, ShutdownStatus } from "./shutdown.ts";
@@ -137,7 +139,6 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
   let shuttingDown = false;
   let shutdownRun: Promise<ShutdownReport> | undefined;
   const exited = Promise.withResolvers<number>();
-
   // Payload schemas: an invalid one is a configuration error (exit 2), before anything starts.
   let schemas;
   try {
@@ -145,6 +146,9 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
   } catch (e) {
     throw e instanceof SchemaDirError ? new ConfigError(e.problems) : e;
   }
+  // Then, before any part touches the data directory: one sluice per directory.
+  const dataDirLock = lockDataDir(config.dataDir);
+  exited.promise.finally(() => dataDirLock.release());
   const validatePayload = schemas?.validate;
   // The parts chosen by the configuration: real when configured, else embedded.
   const logClient: LogClient = config.kafkaBrokers.length > 0
@@ -187,9 +191,9 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
       ? logClient.description
       : `embedded log (${embeddedLogDir(config.dataDir)})`,
     audit: config.s3Endpoint
-      ? `S3 ${config.s3Endpoint} bucket ${config.s3Bucket}`
+      ? `S3 ${redactUrl(config.s3Endpoint)} bucket ${config.s3Bucket}`
       : `local store ${config.dataDir}/audit`,
-    upstream: sim ? `simulated upstream ${sim.url}` : upstreamUrl,
+    upstream: sim ? `simulated upstream ${sim.url}` : redactUrl(upstreamUrl),
     load: logClient.kind === "embedded"
       ? `load generator ${opts.loadRate ?? 20} records/s to topic ${config.topics[0]}`
       : undefined,
@@ -298,6 +302,7 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
     ready,
     metrics: registry,
     controlToken: config.controlToken,
+    allowedOrigins: config.allowedOrigins,
     control: {
       drain() {
         if (shuttingDown) throw new HttpError(409, "shutting_down", "Sluice is shutting down");
@@ -363,10 +368,15 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
     {
       id: "http",
       shutdownMs: 5000,
-      start: () => {
-        server = serveApp(createApp(deps), { host: config.httpHost, port: config.httpPort });
+      start: async () => {
+        server = await serveApp(createApp(deps), {
+          host: config.httpHost,
+          port: config.httpPort,
+          headersTimeoutMs: config.httpHeadersTimeoutMs,
+          requestTimeoutMs: config.httpRequestTimeoutMs,
+        });
         const s = server;
-        return Promise.resolve(handle(() => s.shutdown()));
+        return handle(() => s.shutdown());
       },
     },
     {
@@ -703,6 +713,7 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
       intensity: { maxRestarts: 5, periodMs: 60_000 },
     });
   } catch (e) {
+    dataDirLock.release();
     clearInterval(pinger);
     await sim?.stop();
     await logClient.close().catch(() => {});
@@ -806,6 +817,8 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
 /** `sluice start`: runs until a signal or `POST /control/shutdown`; returns the exit code. */
 export async function runSluice(config: Config): Promise<number> {
   configureLog({ level: config.logLevel, format: config.logFormat });
+  const weak = controlTokenWarning(config.controlToken);
+  if (weak) log.warn(weak);
   const sluice = await startSluice(config);
   const signals = installSignalHandlers((s) => sluice.shutdown(s), {
     exit: (code) => Deno.exit(code),

@@ -234,6 +234,7 @@ Deno.test("AuditUploader is degraded and not ready while the store fails, loses 
     await waitUntil(() => u.status().backlogEvents === 0, "backlog 0");
     assert.deepEqual(u.ready(), { ready: true });
     assert.equal(u.status().degraded, false);
+    assert.equal(u.status().lastError, null, "lastError cleared once uploads succeed again");
     assert.equal(u.status().state, "uploading");
     const all = await readAll(env.store, "audit/");
     assert.deepEqual(notExactlyOnce(all.events, keys), []);

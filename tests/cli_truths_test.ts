@@ -74,7 +74,7 @@ Deno.test("dlq replay without --id, filter or --all replays nothing off a termin
     },
   };
   const app = createApp(deps);
-  const server = serveApp(app, { port: 0 });
+  const server = await serveApp(app, { port: 0 });
   try {
     const env = { SLUICE_URL: `http://127.0.0.1:${server.port}` };
     const bare = await cli(["dlq", "replay"], env);

@@ -288,7 +288,7 @@ Deno.test("browser: with a control token the DLQ panel asks for it once, then li
     },
   });
   const app = createApp(deps);
-  const server = serveApp(app, { port: 0 });
+  const server = await serveApp(app, { port: 0 });
   const browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS });
   const errors: string[] = [];
   try {

@@ -5,6 +5,9 @@ import type { AppDeps } from "../http/deps.ts";
 import { HttpError } from "../http/errors.ts";
 import { fakeDeps } from "../http/testing.ts";
 
+/** Every control call but a read says JSON (required without a token: the browser guard). */
+const JSON_TYPE = { "content-type": "application/json" };
+
 function setup(overrides: Partial<AppDeps> = {}) {
   const { deps, state } = fakeDeps(overrides);
   const app = createApp(deps);
@@ -87,11 +90,11 @@ Deno.test("GET /status merges the control status and readiness", async () => {
 
 Deno.test("POST /control/drain, /control/resume drive the pipeline", async () => {
   using t = setup();
-  let res = await t.app.request("/control/drain", { method: "POST" });
+  let res = await t.app.request("/control/drain", { method: "POST", headers: JSON_TYPE });
   assert.equal(res.status, 200);
   assert.equal((await res.json()).status.state, "drained");
   assert.equal(t.state.drains, 1);
-  res = await t.app.request("/control/resume", { method: "POST" });
+  res = await t.app.request("/control/resume", { method: "POST", headers: JSON_TYPE });
   assert.equal(res.status, 200);
   assert.equal((await res.json()).status.state, "running");
   assert.equal(t.state.resumes, 1);
@@ -99,7 +102,7 @@ Deno.test("POST /control/drain, /control/resume drive the pipeline", async () =>
 
 Deno.test("POST /control/shutdown answers 202 and starts the shutdown", async () => {
   using t = setup();
-  const res = await t.app.request("/control/shutdown", { method: "POST" });
+  const res = await t.app.request("/control/shutdown", { method: "POST", headers: JSON_TYPE });
   assert.equal(res.status, 202);
   assert.deepEqual(await res.json(), { ok: true, state: "shutting_down" });
   await Promise.resolve();
@@ -237,11 +240,11 @@ Deno.test("GET and DELETE /control/replay/:id report and cancel; 404 for unknown
   res = await t.app.request(`/control/replay/${id}`);
   assert.equal(res.status, 200);
   assert.equal((await res.json()).state, "running");
-  res = await t.app.request(`/control/replay/${id}`, { method: "DELETE" });
+  res = await t.app.request(`/control/replay/${id}`, { method: "DELETE", headers: JSON_TYPE });
   assert.equal(res.status, 200);
   assert.equal((await res.json()).state, "cancelled");
   for (const method of ["GET", "DELETE"]) {
-    res = await t.app.request("/control/replay/nope", { method });
+    res = await t.app.request("/control/replay/nope", { method, headers: JSON_TYPE });
     assert.equal(res.status, 404);
     assert.equal((await errorOf(res)).code, "not_found");
   }
@@ -266,10 +269,10 @@ Deno.test("GET /dlq lists with a validated query; POST /dlq/:id/replay replays o
     res = await t.app.request(`/dlq?${q}`);
     assert.equal(res.status, 422, q);
   }
-  res = await t.app.request("/dlq/dl-1/replay", { method: "POST" });
+  res = await t.app.request("/dlq/dl-1/replay", { method: "POST", headers: JSON_TYPE });
   assert.equal(res.status, 202);
   assert.deepEqual(await res.json(), { ok: true, id: "dl-1", status: "queued" });
-  res = await t.app.request("/dlq/dl-404/replay", { method: "POST" });
+  res = await t.app.request("/dlq/dl-404/replay", { method: "POST", headers: JSON_TYPE });
   assert.equal(res.status, 404);
   assert.deepEqual(t.state.dlqReplayed, ["dl-1"]);
   using t2 = setup({ dlq: undefined });
@@ -292,7 +295,7 @@ Deno.test("unknown paths answer 404, wrong methods on known paths 405 with Allow
     ["/inspect/actors", "PATCH", "GET, HEAD"],
   ];
   for (const [path, method, allow] of cases) {
-    res = await t.app.request(path, { method });
+    res = await t.app.request(path, { method, headers: JSON_TYPE });
     assert.equal(res.status, 405, `${method} ${path}`);
     assert.equal(res.headers.get("allow"), allow);
     assert.equal((await errorOf(res)).code, "method_not_allowed");
@@ -343,12 +346,12 @@ Deno.test("errors thrown by deps: HttpError keeps its status, others become 500"
   deps.control.resume = () => Promise.reject(new Error("secret internals"));
   const app = createApp(deps);
   try {
-    let res = await app.request("/control/drain", { method: "POST" });
+    let res = await app.request("/control/drain", { method: "POST", headers: JSON_TYPE });
     assert.equal(res.status, 409);
     assert.deepEqual(await res.json(), {
       error: { code: "shutting_down", message: "Shutdown in progress" },
     });
-    res = await app.request("/control/resume", { method: "POST" });
+    res = await app.request("/control/resume", { method: "POST", headers: JSON_TYPE });
     assert.equal(res.status, 500);
     const err = await errorOf(res);
     assert.equal(err.code, "internal");

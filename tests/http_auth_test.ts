@@ -9,25 +9,28 @@ import { isLoopback } from "../http/auth.ts";
 import type { AppDeps } from "../http/deps.ts";
 import { fakeDeps, snapshotState } from "../http/testing.ts";
 
+/** Every control call but a read says JSON (required without a token: the browser guard). */
+const JSON_TYPE = { "content-type": "application/json" };
+
 const TOKEN = "s3cret-token-value";
 
 /** Every control and DLQ call, with a valid body. */
 const CONTROL_CALLS: Array<[string, RequestInit]> = [
-  ["/control/drain", { method: "POST" }],
-  ["/control/resume", { method: "POST" }],
-  ["/control/shutdown", { method: "POST" }],
+  ["/control/drain", { method: "POST", headers: JSON_TYPE }],
+  ["/control/resume", { method: "POST", headers: JSON_TYPE }],
+  ["/control/shutdown", { method: "POST", headers: JSON_TYPE }],
   ["/control/rate", { method: "PUT", body: '{"rate": 5}' }],
   ["/control/load", { method: "PUT", body: '{"rate": 5}' }],
   ["/control/replay", { method: "POST", body: '{"topic": "o", "from": 0, "to": 5}' }],
   ["/control/replay/replay-1", { method: "GET" }],
-  ["/control/replay/replay-1", { method: "DELETE" }],
+  ["/control/replay/replay-1", { method: "DELETE", headers: JSON_TYPE }],
   ["/dlq", { method: "GET" }],
-  ["/dlq/dl-1/replay", { method: "POST" }],
+  ["/dlq/dl-1/replay", { method: "POST", headers: JSON_TYPE }],
 ];
 
 function withHeaders(init: RequestInit, headers: Record<string, string>): RequestInit {
   const h: Record<string, string> = { ...headers };
-  if (init.body) h["content-type"] = "application/json";
+  if (init.method !== "GET") h["content-type"] = "application/json";
   return { ...init, headers: h };
 }
 
@@ -96,7 +99,7 @@ Deno.test("without a token, non-loopback clients get 403 and change nothing", as
 Deno.test("without a token, loopback clients are answered (IPv4, IPv6, mapped)", async () => {
   for (const address of ["127.0.0.1", "127.8.9.10", "::1", "[::1]", "::ffff:127.0.0.1"]) {
     using t = setup({ clientAddress: () => address });
-    const res = await t.app.request("/control/drain", { method: "POST" });
+    const res = await t.app.request("/control/drain", { method: "POST", headers: JSON_TYPE });
     assert.equal(res.status, 200, address);
     await res.body?.cancel();
     assert.equal(t.state.drains, 1);
@@ -109,13 +112,21 @@ Deno.test("the default client address comes from Deno's connection info (env rem
   const app = createApp(deps);
   try {
     const env = (hostname: string) => ({ remoteAddr: { hostname, port: 5555, transport: "tcp" } });
-    let res = await app.request("/control/drain", { method: "POST" }, env("127.0.0.1"));
+    let res = await app.request(
+      "/control/drain",
+      { method: "POST", headers: JSON_TYPE },
+      env("127.0.0.1"),
+    );
     assert.equal(res.status, 200);
     await res.body?.cancel();
-    res = await app.request("/control/drain", { method: "POST" }, env("198.51.100.4"));
+    res = await app.request(
+      "/control/drain",
+      { method: "POST", headers: JSON_TYPE },
+      env("198.51.100.4"),
+    );
     assert.equal(res.status, 403);
     await res.body?.cancel();
-    res = await app.request("/control/drain", { method: "POST" });
+    res = await app.request("/control/drain", { method: "POST", headers: JSON_TYPE });
     assert.equal(res.status, 403, "unknown address is not loopback");
     await res.body?.cancel();
     assert.equal(state.drains, 1);
@@ -126,7 +137,7 @@ Deno.test("the default client address comes from Deno's connection info (env rem
 
 Deno.test("an empty token counts as no token (loopback only)", async () => {
   using t = setup({ controlToken: "", clientAddress: () => "10.1.1.1" });
-  const res = await t.app.request("/control/drain", { method: "POST" });
+  const res = await t.app.request("/control/drain", { method: "POST", headers: JSON_TYPE });
   assert.equal(res.status, 403);
   await res.body?.cancel();
 });

@@ -41,7 +41,7 @@ Deno.test({
       "this test needs Debian's chromium at /usr/bin/chromium (apt-get install chromium); deno task test installs it",
     );
     const { deps } = fakeDeps();
-    const server = serveApp(createApp(deps), { port: 0 });
+    const server = await serveApp(createApp(deps), { port: 0 });
     spawnActor(setup({}).createMachine({ initial: "running", states: { running: {} } }), {
       id: "ui:supervisor",
       kind: "supervisor",

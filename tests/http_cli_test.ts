@@ -37,9 +37,9 @@ async function withCli(
   }
 }
 
-function serve(token?: string) {
+async function serve(token?: string) {
   const { deps, state } = fakeDeps({ controlToken: token });
-  const server = serveApp(createApp(deps), { port: 0 });
+  const server = await serveApp(createApp(deps), { port: 0 });
   return {
     state,
     url: `http://127.0.0.1:${server.port}`,
@@ -48,7 +48,7 @@ function serve(token?: string) {
 }
 
 Deno.test("sluice status prints state, readiness, checks and partitions", async () => {
-  await using t = serve();
+  await using t = await serve();
   t.state.ready.checks.s3 = { ok: false, detail: "degraded: spool 40 MB" };
   await withCli({ SLUICE_URL: t.url, SLUICE_CONTROL_TOKEN: undefined }, async (out) => {
     assert.equal(await statusCommand.run([]), 0);
@@ -65,7 +65,7 @@ Deno.test("sluice status prints state, readiness, checks and partitions", async 
 });
 
 Deno.test("sluice drain and resume call the control routes with the bearer token", async () => {
-  await using t = serve(TOKEN);
+  await using t = await serve(TOKEN);
   await withCli({ SLUICE_URL: t.url, SLUICE_CONTROL_TOKEN: TOKEN }, async (out) => {
     assert.equal(await drainCommand.run([]), 0);
     assert.equal(t.state.drains, 1);
@@ -81,7 +81,7 @@ Deno.test("sluice drain and resume call the control routes with the bearer token
 });
 
 Deno.test("sluice inspect prints the actor tree with states", async () => {
-  await using t = serve();
+  await using t = await serve();
   const m = setup({}).createMachine({ initial: "closed", states: { closed: {} } });
   spawnActor(m, { id: "cli:root", kind: "supervisor" });
   spawnActor(m, { id: "cli:breaker", kind: "breaker", parentId: "cli:root" });

@@ -137,7 +137,7 @@ Deno.test("an actor whose parent is unknown is a root; parent cycles do not hide
 Deno.test("GET /inspect/actors and /inspect/ws stream a live transition over a real socket", async () => {
   const { deps } = fakeDeps();
   const app = createApp(deps);
-  const server = serveApp(app, { port: 0 });
+  const server = await serveApp(app, { port: 0 });
   using pair = spawnPair("t4");
   const ws = new WebSocket(`ws://127.0.0.1:${server.port}/inspect/ws`);
   const messages: InspectMessage[] = [];

@@ -164,10 +164,10 @@ Deno.test("WsHub counts clients and forgets a client whose socket closes", async
 
 // ---- real sockets ---------------------------------------------------------
 
-function serve(hub = new WsHub()) {
+async function serve(hub = new WsHub()) {
   const { deps } = fakeDeps({ hub });
   const app = createApp(deps);
-  const server = serveApp(app, { port: 0 });
+  const server = await serveApp(app, { port: 0 });
   return { server, hub, [Symbol.asyncDispose]: () => server.shutdown() };
 }
 
@@ -185,7 +185,7 @@ function openSocket(
 }
 
 Deno.test("/ws/events over a real socket delivers a published record.completed with trace_id", async () => {
-  await using t = serve();
+  await using t = await serve();
   const { ws, messages, closed } = await openSocket(
     `ws://127.0.0.1:${t.server.port}/ws/events?severity=info&topic=orders`,
   );
@@ -280,7 +280,7 @@ async function rawWebSocket(port: number, path: string) {
 }
 
 Deno.test("/ws/events: a client that never reads gets a drop notice; publishing stays fast", async () => {
-  await using t = serve(new WsHub({ bufferSize: 100, maxBufferedBytes: 64 * 1024 }));
+  await using t = await serve(new WsHub({ bufferSize: 100, maxBufferedBytes: 64 * 1024 }));
   const raw = await rawWebSocket(t.server.port, "/ws/events");
   try {
     await waitFor(() => t.hub.size === 1);
@@ -320,7 +320,7 @@ Deno.test("/ws/events: a client that never reads gets a drop notice; publishing 
 });
 
 Deno.test("serveApp shutdown closes open WebSocket clients and returns", async () => {
-  const t = serve();
+  const t = await serve();
   const { ws, closed } = await openSocket(`ws://127.0.0.1:${t.server.port}/ws/events`);
   await waitFor(() => t.hub.size === 1);
   const code = new Promise<number>((r) => ws.addEventListener("close", (e) => r(e.code)));

@@ -371,7 +371,7 @@ Deno.test("./sluice dlq replay with no --id, filter or --all asks on a terminal:
     },
   };
   const app = createApp(deps);
-  const server = serveApp(app, { port: 0 });
+  const server = await serveApp(app, { port: 0 });
   const sock = `sluice-ask-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
   const script = [
     `cd '${ROOT}'`,

@@ -129,7 +129,7 @@ async function call(
 ): Promise<{ status: number; json: Record<string, unknown> }> {
   const res = await fetch(`${url}${path}`, {
     method,
-    headers: body === undefined ? {} : { "content-type": "application/json" },
+    headers: method === "GET" ? {} : { "content-type": "application/json" },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   return { status: res.status, json: await res.json() };

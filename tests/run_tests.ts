@@ -10,13 +10,22 @@
  * deno task test tests/smoke_test.ts   # some files
  * deno task test --hold                # start the infrastructure and wait (for development):
  *                                      # run tests from another shell with the printed SLUICE_TEST_STATE
+ * deno task test --no-infra tests/x_test.ts   # files that need no Kafka or Ceph
  * ```
+ *
+ * Nothing a run starts outlives it: the runner puts a marker variable unique
+ * to the run in its own environment, which every process started under it
+ * inherits (test processes, sluice children, Kafka, Ceph daemons, restarted
+ * ones included). After stopping the infrastructure it looks for live
+ * processes carrying the marker; any it finds is named, killed, and fails
+ * the run.
  *
  * Environment: `SLUICE_TEST_CACHE` (Maven cache, default ~/.cache/sluice-test),
  * `SLUICE_TEST_KEEP=1` keeps the run directory (logs, data) after the run.
  *
  * @module
  */
+import { processesWithEnv, sleep } from "./harness/procs.ts";
 import {
   ensureDebianPackages,
   type InfraState,
@@ -44,6 +53,34 @@ function testFiles(args: string[]): string[] {
   return found.sort();
 }
 
+/** This run's marker: inherited by every process the run starts (see the module doc). */
+const RUN_MARK = `SLUICE_TEST_RUN_${Deno.pid}_${
+  crypto.randomUUID().slice(0, 8).replaceAll("-", "")
+}`;
+Deno.env.set(RUN_MARK, "1");
+
+/**
+ * Processes of this run still alive, after a grace period for those exiting;
+ * each is named and killed. Returns how many there were.
+ */
+async function reapLeftovers(): Promise<number> {
+  let left = processesWithEnv(RUN_MARK, "1");
+  for (let waited = 0; left.length > 0 && waited < 5_000; waited += 250) {
+    await sleep(250);
+    left = processesWithEnv(RUN_MARK, "1");
+  }
+  for (const p of left) {
+    say(`LEFT BEHIND: pid ${p.pid} still alive after the run: ${p.cmd.slice(0, 160)}`);
+    try {
+      Deno.kill(p.pid, "SIGKILL");
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  if (left.length > 0) say(`${left.length} processes started by this run were still alive: killed`);
+  return left.length;
+}
+
 let state: InfraState | undefined;
 let child: Deno.ChildProcess | undefined;
 let stopping = false;
@@ -56,13 +93,15 @@ async function cleanup(): Promise<number> {
       // Already gone.
     }
   }
-  if (!state) return 0;
-  const s = state;
-  state = undefined;
-  const left = await stopInfra(s, Deno.env.get("SLUICE_TEST_KEEP") === "1");
-  if (left > 0) say(`WARNING: ${left} infrastructure processes could not be stopped`);
-  else say("infrastructure stopped");
-  return left;
+  let left = 0;
+  if (state) {
+    const s = state;
+    state = undefined;
+    left = await stopInfra(s, Deno.env.get("SLUICE_TEST_KEEP") === "1");
+    if (left > 0) say(`WARNING: ${left} infrastructure processes could not be stopped`);
+    else say("infrastructure stopped");
+  }
+  return left + await reapLeftovers();
 }
 
 function onSignal(sig: Deno.Signal) {
@@ -81,7 +120,9 @@ Deno.addSignalListener("SIGTERM", onSignal("SIGTERM"));
 async function main(): Promise<number> {
   const args = Deno.args;
   const hold = args.includes("--hold");
+  const noInfra = args.includes("--no-infra");
   const files = testFiles(args);
+  if (noInfra) return await runTests(files, {});
   try {
     await ensureDebianPackages(say);
     say("starting Kafka and Ceph RGW");
@@ -103,6 +144,10 @@ async function main(): Promise<number> {
     );
     await new Promise(() => {});
   }
+  return await runTests(files, env);
+}
+
+async function runTests(files: string[], env: Record<string, string>): Promise<number> {
   say(`running ${files.length} test files`);
   child = new Deno.Command("setsid", {
     args: [Deno.execPath(), "test", "--allow-all", ...files],

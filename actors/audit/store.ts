@@ -21,6 +21,7 @@ import {
   S3Client,
 } from "@aws-sdk/client-s3";
 import { gunzip, gzip } from "node:zlib";
+import { syncDir } from "../durable_fs.ts";
 import { promisify } from "node:util";
 import type { AuditEvent } from "./event.ts";
 
@@ -215,6 +216,8 @@ export class FsAuditStore implements AuditStore {
         f.close();
       }
       await Deno.rename(tmp, path);
+      // The rename itself must survive a crash too: sync the directory entry.
+      await syncDir(parent);
     } catch (e) {
       await Deno.remove(tmp).catch(() => {});
       throw e;

@@ -16,9 +16,28 @@
 export interface Daemon {
   name: string;
   pid: number;
-  /** First bytes of /proc/<pid>/cmdline, to tell a reused pid from ours. */
+  /** First bytes of /proc/<pid>/cmdline (for people; a late `exec` changes it). */
   cmd: string;
   log: string;
+  /**
+   * Start time of the process (/proc/<pid>/stat field 22, clock ticks since
+   * boot): with the pid, what identifies it. It does not change at `exec`,
+   * unlike the command line, which may still be the `sh` wrapper's when it is
+   * read right after the start.
+   */
+  startTime?: number;
+}
+
+/** Start time of `pid` (clock ticks since boot), or undefined when there is no such process. */
+export function procStartTime(pid: number): number | undefined {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const t = Number(fields[19]);
+    return Number.isFinite(t) ? t : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function shellQuote(s: string): string {
@@ -45,7 +64,13 @@ export async function startDaemon(
       `Cannot start ${name}: ${new TextDecoder().decode(out.stderr)} (see ${opts.log})`,
     );
   }
-  const daemon = { name, pid, cmd: readCmdline(pid) ?? argv[0], log: opts.log };
+  const daemon: Daemon = {
+    name,
+    pid,
+    cmd: readCmdline(pid) ?? argv[0],
+    log: opts.log,
+    startTime: procStartTime(pid),
+  };
   const ledger = Deno.env.get("SLUICE_TEST_DAEMONS");
   if (ledger) Deno.writeTextFileSync(ledger, JSON.stringify(daemon) + "\n", { append: true });
   return daemon;
@@ -70,17 +95,52 @@ function readCmdline(pid: number): string | undefined {
   }
 }
 
-/** True while `d.pid` is alive and still runs the command we started. */
-export function isAlive(d: Pick<Daemon, "pid" | "cmd">): boolean {
-  const cmd = readCmdline(d.pid);
-  if (cmd === undefined || cmd === "") return false;
+/**
+ * True while `d.pid` is alive and is still the process we started: same
+ * start time (same command for ledgers written before start times were kept).
+ */
+export function isAlive(d: Pick<Daemon, "pid" | "cmd" | "startTime">): boolean {
   try {
     const stat = Deno.readTextFileSync(`/proc/${d.pid}/stat`);
     if (stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z")) return false;
   } catch {
     return false;
   }
+  if (d.startTime !== undefined) return procStartTime(d.pid) === d.startTime;
+  const cmd = readCmdline(d.pid);
+  if (cmd === undefined || cmd === "") return false;
   return cmd.split(" ")[0] === d.cmd.split(" ")[0];
+}
+
+/**
+ * Processes (other than this one) whose environment holds `name=value`:
+ * everything a run started inherits its marker variable, so this finds what a
+ * run left behind, wherever it was started from. Zombies have no environment.
+ */
+export function processesWithEnv(name: string, value: string): Array<{ pid: number; cmd: string }> {
+  const needle = new TextEncoder().encode(`${name}=${value}\0`);
+  const found: Array<{ pid: number; cmd: string }> = [];
+  for (const e of Deno.readDirSync("/proc")) {
+    const pid = Number(e.name);
+    if (!Number.isInteger(pid) || pid === Deno.pid) continue;
+    let env: Uint8Array;
+    try {
+      env = Deno.readFileSync(`/proc/${pid}/environ`);
+    } catch {
+      continue;
+    }
+    if (indexOf(env, needle) >= 0) found.push({ pid, cmd: readCmdline(pid) ?? "?" });
+  }
+  return found;
+}
+
+function indexOf(hay: Uint8Array, needle: Uint8Array): number {
+  outer: for (let i = 0; i + needle.length <= hay.length; i++) {
+    if (i > 0 && hay[i - 1] !== 0) continue; // variables start after a NUL
+    for (let j = 0; j < needle.length; j++) if (hay[i + j] !== needle[j]) continue outer;
+    return i;
+  }
+  return -1;
 }
 
 /** Sends `signal`, waits up to `graceMs`, then SIGKILLs. Resolves when gone. */
