@@ -182,9 +182,9 @@ export function createKafkaLog(opts: KafkaLogOptions): LogClient {
           c.disconnect(),
           new Promise<void>((resolve) => {
             const t = setTimeout(() => {
-              log.warn("a Kafka client did not disconnect in 5 s; leaving it");
+              log.warn("a Kafka client did not disconnect in 3 s; leaving it");
               resolve();
-            }, 5000);
+            }, 3000);
             Deno.unrefTimer(t);
           }),
         ])

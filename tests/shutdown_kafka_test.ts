@@ -252,7 +252,14 @@ Deno.test("a second instance joins the group under load and leaves gracefully: l
         });
         bCode = await b.stop("SIGTERM");
       });
-      assert.equal(bCode, 0, "B left gracefully");
+      assert.equal(
+        bCode,
+        0,
+        `B left gracefully; its last lines:\n${
+          b.output().split("\n").filter((l) => /shutdown|phase|ERROR|WARN/.test(l)).slice(-30)
+            .join("\n")
+        }`,
+      );
       assertInOrder(b.output(), PHASES.map((p) => `shutdown phase completed phase=${p} `));
       // What the group committed when B left is audited (B flushed before it left).
       const committed = await committedOffsets(group, topic);

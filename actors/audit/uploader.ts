@@ -459,14 +459,26 @@ export class AuditUploader {
     this.#wake.abort();
     await Promise.allSettled([...this.#active]);
     if (this.#consumer) {
-      await this.#consumer.stop().catch((e) =>
+      // Bounded: leaving the group during a rebalance can take the session
+      // timeout; what was not committed is uploaded again by another member.
+      const c = this.#consumer;
+      await within(c.stop(), 3000).catch((e) =>
         log.warn("uploader stop failed", { error: errorText(e) })
       );
-      await this.#consumer.disconnect().catch(() => {});
+      await within(c.disconnect(), 3000).catch(() => {});
     }
     this.#actor?.send({ type: "STOPPED" });
     if (this.#actor) stopActor(this.#o.id);
   }
+}
+
+/** `p`, or undefined after `ms`. */
+function within<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
+  let t: ReturnType<typeof setTimeout> | undefined;
+  return Promise.race([
+    p,
+    new Promise<undefined>((resolve) => (t = setTimeout(() => resolve(undefined), ms))),
+  ]).finally(() => clearTimeout(t));
 }
 
 async function encodeLines(records: SourceRecord[]): Promise<Uint8Array> {
