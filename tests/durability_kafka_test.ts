@@ -223,7 +223,9 @@ Deno.test("RGW stopped for 60 s under load: consumption goes on, nothing lost or
   const group = uniqueName("rgwdown-group");
   const bucket = uniqueName("rgwdown-audit");
   await createTopic(topic);
-  await produceEnvelopes(topic, 30_000, 0, 300);
+  // 300 records/s: enough for the 60 s outage and a little before and after.
+  const total = 21_000;
+  await produceEnvelopes(topic, total, 0, 300);
   const stub = startUpstreamStub({ latencyMs: 2 });
   try {
     const p = await startSluiceProcess({
@@ -261,7 +263,7 @@ Deno.test("RGW stopped for 60 s under load: consumption goes on, nothing lost or
       assert.match(sawNotReady, /audit store failing/);
       assert.ok(backlog > 1000, `the uploader lag grew (${backlog})`);
       await waitFor(
-        async () => (await p.metric("audit_backlog_depth")) === 0 && stub.delivered.size === 30_000,
+        async () => (await p.metric("audit_backlog_depth")) === 0 && stub.delivered.size === total,
         {
           timeoutMs: 180_000,
           intervalMs: 1000,
