@@ -101,7 +101,6 @@ export function acceptWebSocket(c: Context): { socket: SocketLike; response: Res
     });
   }
   const ws = up();
-  let corked = false;
   // Errors (a frame over the cap, a protocol error) close the socket; they are not crashes.
   ws.on("error", (e) => log.debug("websocket client error", { error: e }));
   const socket: SocketLike = {
@@ -111,20 +110,8 @@ export function acceptWebSocket(c: Context): { socket: SocketLike; response: Res
     get bufferedAmount() {
       return ws.bufferedAmount;
     },
-    // The same message goes to every client: encoded once, not once per client. Messages
-    // sent in one turn of the event loop leave in one write (corked until the microtask).
-    send: (data: string) => {
-      const raw = (ws as unknown as { _socket?: { cork(): void; uncork(): void } })._socket;
-      if (raw && !corked) {
-        corked = true;
-        raw.cork();
-        queueMicrotask(() => {
-          corked = false;
-          raw.uncork();
-        });
-      }
-      ws.send(encodeOnce(data), { binary: false });
-    },
+    // The same message goes to every client: encoded once, not once per client.
+    send: (data: string) => ws.send(encodeOnce(data), { binary: false }),
     close: (code?: number, reason?: string) => ws.close(code, reason),
     addEventListener: (type: "close", listener: () => void) => ws.addEventListener(type, listener),
   };
