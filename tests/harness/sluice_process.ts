@@ -94,7 +94,12 @@ export async function startSluiceProcess(opts: SluiceProcessOptions): Promise<Sl
       return sum;
     },
     async json(path, init) {
-      const res = await fetch(`${url}${path}`, init);
+      // Control calls say JSON, as sluice requires without a token (like the CLI does).
+      const headers = new Headers(init?.headers);
+      if ((init?.method ?? "GET") !== "GET" && !headers.has("content-type")) {
+        headers.set("content-type", "application/json");
+      }
+      const res = await fetch(`${url}${path}`, { ...init, headers });
       const text = await res.text();
       if (!res.ok) throw new Error(`${init?.method ?? "GET"} ${path}: ${res.status} ${text}`);
       return JSON.parse(text);
