@@ -389,6 +389,11 @@ const OPERATIONS: Operation[] = [
         description: "Outcome",
         schema: z.looseObject({ ok: z.literal(true), id: z.string(), status: z.string() }),
       },
+      "503": { description: "Breaker open: nothing sent (circuit_open)", schema: ErrorResponse },
+      "504": {
+        description: "Delivery did not finish in time: nothing recorded (replay_timeout)",
+        schema: ErrorResponse,
+      },
     },
   },
 ];
