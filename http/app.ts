@@ -3,7 +3,7 @@
  *
  * ```
  * GET  /  /dashboard/data  /dashboard/history    (dashboard page, its JSON, its memory)
- * GET  /health/live  /health/ready  /metrics  /status
+ * GET  /health/live  /health/ready  /metrics  /status  /openapi.json
  * GET  /ws/events?severity=&topic=              (WebSocket)
  * GET  /inspect  /inspect/actors  /inspect/ws   (page, JSON tree, WebSocket)
  * POST /control/drain  /control/resume  /control/shutdown  /control/replay

@@ -1,5 +1,6 @@
 /**
  * Read-only routes: the dashboard (page and data), health, metrics, status,
+ * the OpenAPI document (`/openapi.json`),
  * the event WebSocket and the inspector (page, tree, live WebSocket). None
  * needs a token.
  *
@@ -7,6 +8,7 @@
  */
 import type { Context, Hono } from "hono";
 import { checkOrigin } from "./auth.ts";
+import { openApiDocument } from "./contract.ts";
 import type { AppDeps, ReadyReport } from "./deps.ts";
 import { DASHBOARD_PAGE, DashboardSampler } from "./dashboard_page.ts";
 import { HttpError } from "./errors.ts";
@@ -95,6 +97,13 @@ export function observeRoutes(
   });
 
   app.get("/health/live", (c) => c.json({ live: true }));
+
+  const openApi = JSON.stringify(openApiDocument());
+  app.get("/openapi.json", (c) =>
+    c.body(openApi, 200, {
+      "content-type": "application/json; charset=utf-8",
+      "cache-control": "no-store",
+    }));
 
   app.get("/health/ready", (c) => {
     const report = safeReady(deps);

@@ -145,9 +145,30 @@ function headersOf(req: http.IncomingMessage): Headers {
   return h;
 }
 
+/** Methods `new Request()` throws on (Fetch standard): no route serves them. */
+const FETCH_FORBIDDEN_METHODS = new Set(["CONNECT", "TRACE", "TRACK"]);
+
+/** The method routed in place of a {@link FETCH_FORBIDDEN_METHODS} one: no route has it. */
+const STAND_IN_METHOD = "SLUICE-FORBIDDEN-METHOD";
+
+/** The app's answer to the stand-in method (404 or 405), its message naming the real method. */
+async function forbiddenMethodAnswer(r: Response, method: string): Promise<Response> {
+  if (!(r.headers.get("content-type") ?? "").includes("json")) return r;
+  const body = (await r.json()) as { error?: { code: string; message: string } };
+  if (!body.error) return new Response(JSON.stringify(body), r);
+  body.error.message = body.error.message.replace(STAND_IN_METHOD, method.toUpperCase());
+  const headers = new Headers(r.headers);
+  headers.delete("content-length");
+  return new Response(JSON.stringify(body), { status: r.status, headers });
+}
+
 const SAFE_HOST = /^[A-Za-z0-9.\-:[\]]{1,255}$/;
 
-function toRequest(req: http.IncomingMessage, body: ReadableStream<Uint8Array> | null): Request {
+function toRequest(
+  req: http.IncomingMessage,
+  body: ReadableStream<Uint8Array> | null,
+  method = req.method,
+): Request {
   const host = req.headers.host && SAFE_HOST.test(req.headers.host)
     ? req.headers.host
     : "invalid.invalid";
@@ -159,7 +180,7 @@ function toRequest(req: http.IncomingMessage, body: ReadableStream<Uint8Array> |
     url = new URL(path, "http://invalid.invalid").href;
   }
   return new Request(url, {
-    method: req.method,
+    method,
     headers: headersOf(req),
     body,
     // @ts-ignore: Fetch's `duplex` is needed for a stream body and missing from Deno's types.
@@ -263,6 +284,17 @@ export async function serveApp(app: Hono, opts: ServeOptions = {}): Promise<Runn
     track((async () => {
       const hasBody = req.method !== "GET" && req.method !== "HEAD";
       const env: ServeEnv = { remoteAddr: remoteAddr(req.socket) };
+      const forbidden = FETCH_FORBIDDEN_METHODS.has((req.method ?? "").toUpperCase());
+      if (forbidden) {
+        // Fetch refuses to build a Request with these methods (a bare 500 before):
+        // route a stand-in method instead, so the app answers its 404 or 405 with Allow.
+        res.setHeader("connection", "close");
+        const path = toRequest(req, null, STAND_IN_METHOD);
+        const answer = await app.fetch(path, env);
+        await writeResponse(res, await forbiddenMethodAnswer(answer, req.method ?? ""));
+        res.on("finish", () => req.socket.destroy());
+        return;
+      }
       try {
         const response = await app.fetch(toRequest(req, hasBody ? bodyStream(req) : null), env);
         // A body left unread (refused request): close rather than read the rest.
