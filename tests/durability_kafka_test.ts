@@ -39,6 +39,15 @@ import { readAllAuditEvents, rgwStore } from "./harness/ledger.ts";
 import { type SluiceProcess, startSluiceProcess, withSluice } from "./harness/sluice_process.ts";
 import { startUpstreamStub, type UpstreamStub } from "./harness/upstream_stub.ts";
 
+/** A fresh topic, consumer group and bucket name for one test. */
+function names(prefix: string): { topic: string; group: string; bucket: string } {
+  return {
+    topic: uniqueName(prefix),
+    group: uniqueName(`${prefix}-group`),
+    bucket: uniqueName(`${prefix}-audit`),
+  };
+}
+
 /** Upstream deliveries beyond the first, over every idempotency key. */
 function upstreamDuplicates(stub: UpstreamStub): number {
   let n = 0;
@@ -92,9 +101,7 @@ async function admitted(p: SluiceProcess): Promise<number> {
 }
 
 Deno.test("an instance lost for good (kill -9, data dir deleted, never restarted): the survivor leaves every record exactly one outcome in RGW", async () => {
-  const topic = uniqueName("lost");
-  const group = uniqueName("lost-group");
-  const bucket = uniqueName("lost-audit");
+  const { topic, group, bucket } = names("lost");
   await createTopic(topic, { partitions: 6 });
   const { messages, malformed } = mixedMessages(topic, 0, 10_100, 101);
   await produceMessages(topic, messages);
@@ -157,9 +164,7 @@ Deno.test("an instance lost for good (kill -9, data dir deleted, never restarted
 });
 
 Deno.test("five kill -9 and restarts under load: nothing missing, upstream duplicates bounded by the records in flight at the kills", async () => {
-  const topic = uniqueName("kill5");
-  const group = uniqueName("kill5-group");
-  const bucket = uniqueName("kill5-audit");
+  const { topic, group, bucket } = names("kill5");
   await createTopic(topic);
   await produceEnvelopes(topic, 2000, 0, 200);
   let produced = 2000;
@@ -219,9 +224,7 @@ Deno.test("five kill -9 and restarts under load: nothing missing, upstream dupli
 });
 
 Deno.test("RGW stopped for 60 s under load: consumption goes on, nothing lost or duplicated, the uploader catches up", async () => {
-  const topic = uniqueName("rgwdown");
-  const group = uniqueName("rgwdown-group");
-  const bucket = uniqueName("rgwdown-audit");
+  const { topic, group, bucket } = names("rgwdown");
   await createTopic(topic);
   // 300 records/s: enough for the 60 s outage and a little before and after.
   const total = 21_000;
@@ -286,9 +289,7 @@ Deno.test("RGW stopped for 60 s under load: consumption goes on, nothing lost or
 });
 
 Deno.test("an uploader killed between its PUT and its commit: the batch is not stored twice", async () => {
-  const topic = uniqueName("putkill");
-  const group = uniqueName("putkill-group");
-  const bucket = uniqueName("putkill-audit");
+  const { topic, group, bucket } = names("putkill");
   await createTopic(topic);
   await produceEnvelopes(topic, 3000, 0, 100);
   const stub = startUpstreamStub({ latencyMs: 1 });
@@ -342,9 +343,7 @@ Deno.test("an uploader killed between its PUT and its commit: the batch is not s
 const BROKER_REPS = Number(Deno.env.get("SLUICE_TEST_BROKER_REPS") ?? "2");
 
 Deno.test(`broker stopped ~20 s at 300 records/s and restarted, ${BROKER_REPS} times (SIGTERM and SIGKILL in turn): consumption resumes within 30 s each time`, async () => {
-  const topic = uniqueName("brokerreps");
-  const group = uniqueName("brokerreps-group");
-  const bucket = uniqueName("brokerreps-audit");
+  const { topic, group, bucket } = names("brokerreps");
   await createTopic(topic, { partitions: 6 });
   // Each stop takes about 700 records at 300/s (before, and to see it resume): some to spare.
   const total = 4000 + BROKER_REPS * 1500;
@@ -411,9 +410,7 @@ Deno.test(`broker stopped ~20 s at 300 records/s and restarted, ${BROKER_REPS} t
 });
 
 Deno.test("a commit that hangs: the watchdog marks the pipeline not ready, restarts it, and it recovers", async () => {
-  const topic = uniqueName("hang");
-  const group = uniqueName("hang-group");
-  const bucket = uniqueName("hang-audit");
+  const { topic, group, bucket } = names("hang");
   await createTopic(topic);
   await produceEnvelopes(topic, 6000, 0, 100);
   const stub = startUpstreamStub({ latencyMs: 1 });
