@@ -1,5 +1,5 @@
 /**
- * Dead letters (shared/DESIGN.md §3): building them for `<topic>-dlq` and
+ * Dead letters (README, Internals): building them for `<topic>-dlq` and
  * reading them back (for `GET /dlq` and the DLQ replay).
  *
  * Choices:

@@ -1,6 +1,6 @@
 /**
  * The dead-letter store behind `GET /dlq`, `POST /dlq/:id/replay` and
- * `POST /dlq/replay` (shared/DESIGN.md §3; pubsubkafka runbook INC-002,
+ * `POST /dlq/replay` (README, Internals; pubsubkafka runbook INC-002,
  * "dlq replay --id").
  *
  * ```ts

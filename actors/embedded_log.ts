@@ -1,5 +1,5 @@
 /**
- * The embedded log of local mode (shared/DESIGN.md §2): an in-process,
+ * The embedded log of local mode (README, Quick start): an in-process,
  * partitioned, persistent log behind the same {@link LogClient} interface as
  * real Kafka (`actors/kafka_log.ts`), so partition actors, replay and
  * shutdown run unchanged on either.

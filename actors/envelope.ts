@@ -1,5 +1,5 @@
 /**
- * The record envelope (shared/DESIGN.md §3): parsing and validation.
+ * The record envelope (README, Internals): parsing and validation.
  *
  * A record value must be a UTF-8 JSON object:
  *

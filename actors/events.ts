@@ -8,7 +8,7 @@
  * @module
  */
 
-/** Event types of shared/DESIGN.md §3. */
+/** Event types of the README, Internals. */
 export type EventType =
   | "record.completed"
   | "record.dead_lettered"

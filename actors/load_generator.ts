@@ -1,6 +1,6 @@
 /**
  * The load generator (local mode, demos, benchmarks): produces valid record
- * envelopes (shared/DESIGN.md §3) to a topic at a target rate through a
+ * envelopes (README, Internals) to a topic at a target rate through a
  * {@link LogProducer}, so it runs the same on the embedded log and on real
  * Kafka. Its lifecycle is `machines/load_generator.ts`; this module supplies
  * the producing loop and creates the actor through `spawnActor` (id

@@ -1,5 +1,5 @@
 /**
- * The Prometheus metrics of sluice (names from shared/DESIGN.md §3 and the
+ * The Prometheus metrics of sluice (names from the README, Internals, and the
  * runbooks). One registry per process; every module imports the metric it
  * updates from here, so names are defined once. Never label by a per-record
  * value (trace id, key).

@@ -1,5 +1,5 @@
 /**
- * The replay driver (shared/DESIGN.md §1): replays `[from, to)` of a topic,
+ * The replay driver (README, Architecture): replays `[from, to)` of a topic,
  * by record timestamp, or a selection of dead letters (`actors/dlq.ts`),
  * through the same circuit breaker, upstream client and audit trail as the
  * live pipeline, at a controlled rate, skipping idempotency keys already

@@ -1,5 +1,5 @@
 /**
- * The simulated upstream of local mode (shared/DESIGN.md §2): an HTTP server
+ * The simulated upstream of local mode (README, Quick start): an HTTP server
  * on loopback that accepts the pipeline's POSTs and answers after a
  * configurable latency, with a configurable share of `503`s, or never (hang).
  * The behaviour changes at runtime, so a user can watch the circuit breaker

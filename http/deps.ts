@@ -129,7 +129,7 @@ export interface DlqQuery {
   payloadLimit?: number;
 }
 
-/** A dead-letter `failure_reason` (shared/DESIGN.md §3). */
+/** A dead-letter `failure_reason` (README, Internals). */
 export type FailureReasonName = FailureReason;
 
 /** Body of `POST /dlq/replay` (bulk), validated: every filter optional. */

@@ -1,6 +1,6 @@
 /**
  * The load generator's lifecycle as a pure XState machine (local mode and
- * benchmarks, shared/DESIGN.md §1–2).
+ * benchmarks, README, Quick start).
  *
  * ```
  *             SET_RATE (forwarded to the producer)

@@ -1,5 +1,5 @@
 /**
- * The lifecycle of one replay as a pure XState machine (shared/DESIGN.md §1,
+ * The lifecycle of one replay as a pure XState machine (README, Architecture,
  * "Replay driver"). The work itself (reading the window, the token bucket,
  * the idempotency lookups, the processor) is plain code in
  * `actors/replay.ts`, which drives this machine with lifecycle events and a

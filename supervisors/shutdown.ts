@@ -1,5 +1,5 @@
 /**
- * Graceful shutdown as one phased, observable protocol (shared/DESIGN.md §1,
+ * Graceful shutdown as one phased, observable protocol (README, Architecture,
  * netscope runbook §4 "Arrêt contrôlé"). SIGTERM, SIGINT and
  * `POST /control/shutdown` all end up in {@link runShutdown}.
  *

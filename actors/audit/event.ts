@@ -1,5 +1,5 @@
 /**
- * The audit event (shared/DESIGN.md §3): one per final outcome of a record,
+ * The audit event (README, Internals): one per final outcome of a record,
  * written as JSON Lines, gzip, to the audit store.
  *
  * @module
@@ -11,7 +11,7 @@ export const AUDIT_EVENT_VERSION = 1;
 /** Final outcome of a record. */
 export type AuditOutcome = "delivered" | "dead_lettered" | "skipped_duplicate";
 
-/** Dead-letter reasons (shared/DESIGN.md §3). */
+/** Dead-letter reasons (README, Internals). */
 export type FailureReason =
   | "DESERIALIZATION_ERROR"
   | "VALIDATION_ERROR"

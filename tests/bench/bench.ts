@@ -1,5 +1,5 @@
 /**
- * `deno task bench`: the benchmarks of shared/DESIGN.md §5 in one run, on the
+ * `deno task bench`: the benchmarks of the README (Benchmarks) in one run, on the
  * same real Kafka and Ceph RGW the tests use, with sluice as a real process.
  * Prints one Markdown table and writes the figures as JSON.
  *
