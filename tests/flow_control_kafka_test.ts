@@ -211,7 +211,9 @@ Deno.test("adaptive in-flight limit: upstream latency rising from 10 ms to 500 m
 
 Deno.test("the same slowing upstream with SLUICE_ADAPTIVE=off: every record fetched is in a call, and they time out", async () => {
   const r = await slowingUpstream("slowingoff", "off");
-  assert.ok(r.lateStub > 6 * r.W, `calls pile up at the upstream: ${r.lateStub}`);
+  // The peak after the rise: the late mean depends on how fast this machine fetches
+  // (one loaded run saw a late mean of 31.5 with a peak of 185).
+  assert.ok(r.peak > 6 * r.W, `calls pile up at the upstream: peak ${r.peak}`);
   assert.ok(r.timeouts > 0.01 * r.calls, `timeouts ≥ 1 % of ${r.calls} calls: ${r.timeouts}`);
 });
 
