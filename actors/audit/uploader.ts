@@ -178,6 +178,8 @@ export class AuditUploader {
   #stopped = false;
   #active = new Set<Promise<void>>();
   #refreshing?: Promise<void>;
+  /** Audit-topic partitions this uploader is assigned. */
+  #assigned = new Set<number>();
 
   constructor(opts: AuditUploaderOptions) {
     this.#o = {
@@ -214,7 +216,10 @@ export class AuditUploader {
     });
     this.#consumer = this.#o.log.consumer(this.#o.groupId);
     await this.#consumer.run([this.#o.topic], {
-      onAssignment: () => this.#skipUntil.clear(),
+      onAssignment: (assigned) => {
+        this.#skipUntil.clear();
+        this.#assigned = new Set(assigned.map((tp) => tp.partition));
+      },
       eachBatch: (batch) => {
         const p = this.#eachBatch(batch);
         this.#active.add(p);
@@ -432,9 +437,11 @@ export class AuditUploader {
   }
 
   /**
-   * Shutdown phase `flush_audit`: uploads what waits, without waiting for
-   * batch ages, until the uploader group's lag is 0 or `deadlineMs` passed.
-   * Events left are safe in the audit topic; any instance uploads them later.
+   * Shutdown phase `flush_audit`: uploads, without waiting for batch ages,
+   * what waits in the audit partitions this uploader is assigned, up to their
+   * end when the flush starts, for at most `deadlineMs`. Partitions of other
+   * members and events written later are not waited for. Events left are
+   * safe in the audit topic; any instance uploads them later.
    */
   async flush(deadlineMs = 10_000): Promise<UploaderFlushResult> {
     const before = this.#uploaded;
@@ -442,12 +449,46 @@ export class AuditUploader {
     this.#wake.abort();
     this.#actor?.send({ type: "DRAIN" });
     const end = Date.now() + deadlineMs;
-    await this.#refreshGauges();
-    while (this.#backlog > 0 && Date.now() < end) {
-      await new Promise((r) => setTimeout(r, 200));
-      await this.#refreshGauges();
+    // What this uploader owns, up to the end of its partitions now: other
+    // members upload theirs, and events written after this moment are not
+    // this flush's to wait for.
+    let target: Map<number, bigint>;
+    try {
+      const admin = await this.#o.log.admin();
+      target = new Map(
+        (await admin.highWatermarks(this.#o.topic))
+          .filter((h) => this.#assigned.has(h.partition))
+          .map((h) => [h.partition, BigInt(h.offset)]),
+      );
+    } catch (e) {
+      log.warn("audit flush cannot read the audit topic's end; not waiting", {
+        error: errorText(e),
+      });
+      return { uploaded: 0, remaining: this.#backlog };
     }
-    return { uploaded: this.#uploaded - before, remaining: this.#backlog };
+    const left = async (): Promise<number> => {
+      const admin = await this.#o.log.admin();
+      const committed = new Map(
+        (await admin.committed(this.#o.groupId, this.#o.topic))
+          .map((c) => [c.partition, BigInt(c.offset)]),
+      );
+      let n = 0n;
+      for (const [p, hw] of target) {
+        const c = committed.get(p) ?? -1n;
+        if (c < hw) n += hw - (c < 0n ? 0n : c);
+      }
+      return Number(n);
+    };
+    let remaining = await left().catch(() => -1);
+    while (remaining !== 0 && Date.now() < end) {
+      await new Promise((r) => setTimeout(r, 200));
+      remaining = await left().catch(() => -1);
+    }
+    await this.#refreshGauges();
+    return {
+      uploaded: this.#uploaded - before,
+      remaining: remaining < 0 ? this.#backlog : remaining,
+    };
   }
 
   /** Stops uploading and leaves the group (a PUT in progress is aborted; it is redone later). Idempotent. */
