@@ -22,8 +22,8 @@ import denoJson from "./deno.json" with { type: "json" };
 import { DataDirLockedError } from "./supervisors/data_dir_lock.ts";
 import { httpCommands } from "./http/cli_commands.ts";
 import { auditCommand } from "./actors/audit/report.ts";
-import { produceCommand } from "./actors/produce_cli.ts";
-import { dlqCommand, replayCommand } from "./actors/replay_cli.ts";
+import { produceCommand } from "./supervisors/cli/produce.ts";
+import { dlqCommand, replayCommand } from "./supervisors/cli/replay.ts";
 
 /** The version printed by `--version`. */
 export const VERSION: string = denoJson.version;

@@ -6,7 +6,7 @@
  * @module
  */
 import type { Hono } from "hono";
-import { logger } from "../actors/log.ts";
+import { logger } from "../actors/runtime/logger.ts";
 import { readJsonObject } from "./body.ts";
 import type { AppDeps } from "./deps.ts";
 import { HttpError } from "./errors.ts";

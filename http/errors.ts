@@ -12,7 +12,7 @@
 import type { Context, Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import { logger } from "../actors/log.ts";
+import { logger } from "../actors/runtime/logger.ts";
 
 const log = logger("http");
 

@@ -21,7 +21,7 @@
  * @module
  */
 import type { Registry } from "prom-client";
-import { subscribeEvents } from "../actors/events.ts";
+import { subscribeEvents } from "../actors/runtime/events.ts";
 import { DashboardSampler } from "./dashboard_page.ts";
 import type { ReadyReport, StatusSummary } from "./deps.ts";
 import { Ring } from "./ring.ts";

@@ -2,7 +2,7 @@
  * The actor inspector behind `/inspect/actors` and `/inspect/ws`.
  *
  * It listens to every inspection event of every registered actor
- * (`onInspection` of actors/registry.ts), keeps the recent state changes in
+ * (`onInspection` of actors/runtime/registry.ts), keeps the recent state changes in
  * a bounded ring, builds the actor tree from `listActors()` (parent ids,
  * state value, `summary()`), and streams changes to WebSocket clients, each
  * through its own bounded, drop-oldest sender.
@@ -18,7 +18,7 @@ import {
   onInspection,
   onRegistryChange,
   type RegisteredActor,
-} from "../actors/registry.ts";
+} from "../actors/runtime/registry.ts";
 import { type MachineGraph, machineGraph } from "./machine_graph.ts";
 import { Ring } from "./ring.ts";
 import { BoundedSender, type SocketLike } from "./ws_client.ts";
@@ -84,7 +84,7 @@ export interface InspectorOptions {
   clientBuffer?: number;
   /** Connected clients at most; default 32. */
   maxClients?: number;
-  /** Default: actors/registry.ts. */
+  /** Default: actors/runtime/registry.ts. */
   registry?: RegistrySource;
 }
 

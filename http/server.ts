@@ -31,7 +31,7 @@ import type { Socket } from "node:net";
 import type { Context, Hono } from "hono";
 // @ts-types="@types/ws"
 import { WebSocketServer } from "ws";
-import { logger } from "../actors/log.ts";
+import { logger } from "../actors/runtime/logger.ts";
 import { closeApp } from "./app.ts";
 import { HttpError } from "./errors.ts";
 import type { SocketLike } from "./ws_client.ts";

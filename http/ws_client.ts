@@ -10,7 +10,7 @@
  *
  * @module
  */
-import { wsClients, wsDroppedEventsTotal } from "../actors/metrics.ts";
+import { wsClients, wsDroppedEventsTotal } from "../actors/runtime/metrics.ts";
 import { Ring } from "./ring.ts";
 
 /** The part of a WebSocket a {@link BoundedSender} uses (fakes implement it in tests). */

@@ -1,5 +1,5 @@
 /**
- * Fan-out of the event bus (`actors/events.ts`) to `/ws/events` clients.
+ * Fan-out of the event bus (`actors/runtime/events.ts`) to `/ws/events` clients.
  *
  * The hub subscribes to the bus only while at least one client is connected
  * (so `publishEvent` stays free when nobody watches), filters each event per
@@ -10,7 +10,7 @@
  *
  * @module
  */
-import { type Severity, type SluiceEvent, subscribeEvents } from "../actors/events.ts";
+import { type Severity, type SluiceEvent, subscribeEvents } from "../actors/runtime/events.ts";
 import { BoundedSender, type SocketLike } from "./ws_client.ts";
 
 /** Severities, lowest first. */
@@ -34,7 +34,7 @@ export interface WsHubOptions {
   maxBufferedBytes?: number;
   /** Connected clients at most; `attach` refuses beyond; default 256. */
   maxClients?: number;
-  /** The bus; default `subscribeEvents` of actors/events.ts. */
+  /** The bus; default `subscribeEvents` of actors/runtime/events.ts. */
   subscribe?: (fn: (event: SluiceEvent) => void) => () => void;
 }
 

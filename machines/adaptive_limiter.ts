@@ -1,5 +1,5 @@
 /**
- * The visible state of the adaptive flow control (`actors/adaptive_limiter.ts`):
+ * The visible state of the adaptive flow control (`actors/pipeline/adaptive_limiter.ts`):
  * `atCeiling` (the effective rate is the configured one), `throttled` (the
  * limiter lowered it after the upstream pushed back) or `paused` (a long
  * `Retry-After` holds every call).
@@ -13,7 +13,7 @@
  * @module
  */
 import { assign, setup } from "xstate";
-import { publishEvent } from "../actors/events.ts";
+import { publishEvent } from "../actors/runtime/events.ts";
 
 /** What the limiter reports with each event. */
 export interface AdaptiveFigures {

@@ -12,8 +12,8 @@
  * @module
  */
 import { assign, setup } from "xstate";
-import { publishEvent } from "../actors/events.ts";
-import { circuitState } from "../actors/metrics.ts";
+import { publishEvent } from "../actors/runtime/events.ts";
+import { circuitState } from "../actors/runtime/metrics.ts";
 
 /** What happens to records while the breaker is open. */
 export type BreakerPolicy = "pause" | "dlq";

@@ -20,7 +20,7 @@
  * is reached only after the send in flight finished (`drain`).
  *
  * Implementations are named in `setup` and supplied by
- * `actors/load_generator.ts` (and tests) with `.provide(...)`:
+ * `actors/local/load_generator.ts` (and tests) with `.provide(...)`:
  *  - actor `producer` (callback, input `{rate}`, receives `SET_RATE`);
  *  - actor `drain` (promise): resolves once no send is in flight.
  *

@@ -3,7 +3,7 @@
  *
  * The machine holds the rate (records/s) and the burst, and whether the
  * limiter is `limited` or `unlimited` (rate 0). It never sees a record: the
- * token bucket in `actors/rate_limiter.ts` is plain code that follows the
+ * token bucket in `actors/pipeline/rate_limiter.ts` is plain code that follows the
  * machine's context (it subscribes to snapshots).
  *
  * Events: `SET_RATE {rate, burst?}` (from `PUT /control/rate`); invalid

@@ -2,7 +2,7 @@
  * The lifecycle of one replay as a pure XState machine (README, Architecture,
  * "Replay driver"). The work itself (reading the window, the token bucket,
  * the idempotency lookups, the processor) is plain code in
- * `actors/replay.ts`, which drives this machine with lifecycle events and a
+ * `actors/replay/replay.ts`, which drives this machine with lifecycle events and a
  * progress tick at most once a second: never one event per record.
  *
  * ```

@@ -42,7 +42,7 @@ export interface OptionSpec {
   readonly max?: number;
 }
 
-import { redactUrl } from "../actors/redact.ts";
+import { redactUrl } from "../actors/runtime/redact.ts";
 
 const MiB = 1024 * 1024;
 

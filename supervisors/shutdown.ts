@@ -23,8 +23,8 @@
  *
  * @module
  */
-import { logger } from "../actors/log.ts";
-import { shutdownPhaseDuration } from "../actors/metrics.ts";
+import { logger } from "../actors/runtime/logger.ts";
+import { shutdownPhaseDuration } from "../actors/runtime/metrics.ts";
 
 const log = logger("shutdown");
 

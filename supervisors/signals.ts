@@ -22,7 +22,7 @@
  *
  * @module
  */
-import { logger } from "../actors/log.ts";
+import { logger } from "../actors/runtime/logger.ts";
 import { type ShutdownReport, type ShutdownStatus, shutdownStatus } from "./shutdown.ts";
 
 const log = logger("signals");

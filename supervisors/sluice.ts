@@ -32,7 +32,10 @@
  */
 import { hostname } from "node:os";
 import denoJson from "../deno.json" with { type: "json" };
-import { type AdaptiveLimiter, createAdaptiveLimiter } from "../actors/adaptive_limiter.ts";
+import {
+  type AdaptiveLimiter,
+  createAdaptiveLimiter,
+} from "../actors/pipeline/adaptive_limiter.ts";
 import { buildReport } from "../actors/audit/report.ts";
 import { type AuditStore, FsAuditStore, S3AuditStore } from "../actors/audit/store.ts";
 import { AuditUploader } from "../actors/audit/uploader.ts";
@@ -42,31 +45,31 @@ import {
   ensureAuditTopic,
   scanAudited,
 } from "../actors/audit/writer.ts";
-import { type CircuitBreaker, createCircuitBreaker } from "../actors/circuit_breaker.ts";
-import { toDeadLetterMessage } from "../actors/dead_letter.ts";
-import { DeadLetterStore } from "../actors/dlq.ts";
-import { createEmbeddedLog, embeddedLogDir } from "../actors/embedded_log.ts";
-import { type IdempotencyStore, openIdempotencyStore } from "../actors/idempotency.ts";
-import { createKafkaLog } from "../actors/kafka_log.ts";
-import { type LoadGenerator, startLoadGenerator } from "../actors/load_generator.ts";
-import { configureLog, flushRepeatedLogs, logFormat, logger } from "../actors/log.ts";
-import { redactUrl } from "../actors/redact.ts";
-import { rateLimitCeiling, rateLimitEffective, registry } from "../actors/metrics.ts";
-import { Pipeline } from "../actors/pipeline.ts";
-import { createProcessor } from "../actors/processor.ts";
-import { createRateLimiter, type RateLimiter } from "../actors/rate_limiter.ts";
-import { ReplayManager } from "../actors/replay.ts";
-import { type SimUpstream, startSimulatedUpstream } from "../actors/sim_upstream.ts";
-import type { LogClient, LogProducer } from "../actors/source.ts";
-import { createUpstreamClient, type UpstreamClient } from "../actors/upstream.ts";
+import { type CircuitBreaker, createCircuitBreaker } from "../actors/pipeline/circuit_breaker.ts";
+import { toDeadLetterMessage } from "../actors/record/dead_letter.ts";
+import { DeadLetterStore } from "../actors/replay/dlq.ts";
+import { createEmbeddedLog, embeddedLogDir } from "../actors/log/embedded/log.ts";
+import { type IdempotencyStore, openIdempotencyStore } from "../actors/pipeline/idempotency.ts";
+import { createKafkaLog } from "../actors/log/kafka.ts";
+import { type LoadGenerator, startLoadGenerator } from "../actors/local/load_generator.ts";
+import { configureLog, flushRepeatedLogs, logFormat, logger } from "../actors/runtime/logger.ts";
+import { redactUrl } from "../actors/runtime/redact.ts";
+import { rateLimitCeiling, rateLimitEffective, registry } from "../actors/runtime/metrics.ts";
+import { Pipeline } from "../actors/pipeline/pipeline.ts";
+import { createProcessor } from "../actors/pipeline/processor.ts";
+import { createRateLimiter, type RateLimiter } from "../actors/pipeline/rate_limiter.ts";
+import { ReplayManager } from "../actors/replay/replay.ts";
+import { type SimUpstream, startSimulatedUpstream } from "../actors/local/sim_upstream.ts";
+import type { LogClient, LogProducer } from "../actors/log/port.ts";
+import { createUpstreamClient, type UpstreamClient } from "../actors/pipeline/upstream.ts";
 import { createApp } from "../http/app.ts";
 import type { AppDeps, ReadyCheck, StatusSummary } from "../http/deps.ts";
 import { HttpError } from "../http/errors.ts";
 import { type RunningServer, serveApp } from "../http/server.ts";
 import { type Config, ConfigError, controlTokenWarning } from "./config.ts";
 import { lockDataDir } from "./data_dir_lock.ts";
-import { loadPayloadSchemas, SchemaDirError } from "../actors/schema.ts";
-import { createTracing, otlpTracesUrl } from "../actors/tracing.ts";
+import { loadPayloadSchemas, SchemaDirError } from "../actors/record/schema.ts";
+import { createTracing, otlpTracesUrl } from "../actors/runtime/tracing.ts";
 import { canonicalPhases, runShutdown, type ShutdownReport, ShutdownStatus } from "./shutdown.ts";
 import { exitCodeFor, installSignalHandlers } from "./signals.ts";
 import {
@@ -175,7 +178,7 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
   let sim: SimUpstream | undefined;
   if (!config.upstreamUrl) sim = await startSimulatedUpstream({ latencyMs: 20, jitterMs: 20 });
   const upstreamUrl = config.upstreamUrl ?? sim!.url;
-  // Traces over OTLP when an endpoint is configured (actors/tracing.ts); off otherwise.
+  // Traces over OTLP when an endpoint is configured (actors/runtime/tracing.ts); off otherwise.
   const otlpUrl = otlpTracesUrl(config.otlpEndpoint);
   const tracing = otlpUrl
     ? createTracing({

@@ -50,9 +50,9 @@
  * @module
  */
 import { type AnyActorRef, type EventObject, fromPromise } from "xstate";
-import { logger } from "../actors/log.ts";
-import { actorRestartsTotal } from "../actors/metrics.ts";
-import { listActors, spawnActor, stopActor } from "../actors/registry.ts";
+import { logger } from "../actors/runtime/logger.ts";
+import { actorRestartsTotal } from "../actors/runtime/metrics.ts";
+import { listActors, spawnActor, stopActor } from "../actors/runtime/registry.ts";
 import {
   type ChildExitedEvent,
   type ExitReason,

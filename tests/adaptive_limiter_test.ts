@@ -7,11 +7,15 @@
  */
 import assert from "node:assert/strict";
 import { SimulatedClock } from "xstate";
-import { AdaptiveLimiter, type CallReport, type Permit } from "../actors/adaptive_limiter.ts";
-import { createCircuitBreaker } from "../actors/circuit_breaker.ts";
-import { parseEnvelope } from "../actors/envelope.ts";
-import type { SourceRecord } from "../actors/record.ts";
-import { createUpstreamClient } from "../actors/upstream.ts";
+import {
+  AdaptiveLimiter,
+  type CallReport,
+  type Permit,
+} from "../actors/pipeline/adaptive_limiter.ts";
+import { createCircuitBreaker } from "../actors/pipeline/circuit_breaker.ts";
+import { parseEnvelope } from "../actors/record/envelope.ts";
+import type { SourceRecord } from "../actors/record/record.ts";
+import { createUpstreamClient } from "../actors/pipeline/upstream.ts";
 
 function take(l: AdaptiveLimiter): Permit {
   const p = l.acquire();
@@ -360,7 +364,7 @@ Deno.test("upstream with flow control: an outage opens the breaker (policy pause
 });
 
 Deno.test("AdaptiveLimiter publishes rate.adjusted at most once a second, and when a pause starts and ends", async () => {
-  const { subscribeEvents } = await import("../actors/events.ts");
+  const { subscribeEvents } = await import("../actors/runtime/events.ts");
   const seen: { type: string; data: Record<string, unknown> }[] = [];
   const off = subscribeEvents((e) => {
     if (e.type === "rate.adjusted") seen.push(e);

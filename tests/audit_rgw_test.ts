@@ -11,7 +11,7 @@ import type { AuditEvent } from "../actors/audit/event.ts";
 import { AuditWriter, ensureAuditTopic } from "../actors/audit/writer.ts";
 import { AuditUploader } from "../actors/audit/uploader.ts";
 import { buildReport } from "../actors/audit/report.ts";
-import { createKafkaLog } from "../actors/kafka_log.ts";
+import { createKafkaLog } from "../actors/log/kafka.ts";
 import { infra, uniqueName, waitFor } from "./harness/mod.ts";
 import { createTopic, groupLag } from "./harness/kafka_fixture.ts";
 import { readAllAuditEvents, rgwStore } from "./harness/ledger.ts";

@@ -7,13 +7,13 @@
  * again; `flush()`; `stop()`.
  */
 import assert from "node:assert/strict";
-import { createEmbeddedLog } from "../actors/embedded_log.ts";
-import type { LogClient } from "../actors/source.ts";
+import { createEmbeddedLog } from "../actors/log/embedded/log.ts";
+import type { LogClient } from "../actors/log/port.ts";
 import { decodeBatch, FsAuditStore, hourPrefix } from "../actors/audit/store.ts";
 import { AuditWriter, ensureAuditTopic } from "../actors/audit/writer.ts";
 import { AuditUploader, type AuditUploaderOptions, uploadKey } from "../actors/audit/uploader.ts";
-import { listActors } from "../actors/registry.ts";
-import { registry } from "../actors/metrics.ts";
+import { listActors } from "../actors/runtime/registry.ts";
+import { registry } from "../actors/runtime/metrics.ts";
 import { FlakyStore, makeEvent, notExactlyOnce, readAll } from "./audit_fixture.ts";
 
 const AUDIT = "sluice-audit";

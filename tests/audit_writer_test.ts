@@ -6,9 +6,9 @@
  * broker's size refusal), failing produce requests, and `scanAudited`.
  */
 import assert from "node:assert/strict";
-import { createEmbeddedLog } from "../actors/embedded_log.ts";
-import type { LogClient, LogProducer, OutgoingMessage } from "../actors/source.ts";
-import type { SourceRecord } from "../actors/record.ts";
+import { createEmbeddedLog } from "../actors/log/embedded/log.ts";
+import type { LogClient, LogProducer, OutgoingMessage } from "../actors/log/port.ts";
+import type { SourceRecord } from "../actors/record/record.ts";
 import type { AuditEvent } from "../actors/audit/event.ts";
 import {
   AuditWriter,

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import client from "prom-client";
-import { publishEvent } from "../actors/events.ts";
+import { publishEvent } from "../actors/runtime/events.ts";
 import { closeApp, createApp } from "../http/app.ts";
 import type { ReadyReport, StatusSummary } from "../http/deps.ts";
 import { DashboardHistory, healthOf } from "../http/history.ts";

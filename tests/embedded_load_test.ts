@@ -1,16 +1,16 @@
 /**
- * The load generator (machines/load_generator.ts, actors/load_generator.ts)
+ * The load generator (machines/load_generator.ts, actors/local/load_generator.ts)
  * on the embedded log: rate held within ±10 %, runtime rate change, pause,
  * count, valid and malformed envelopes, stop waiting for the send in flight;
- * and `sluice produce` (actors/produce_cli.ts) into the embedded log.
+ * and `sluice produce` (supervisors/cli/produce.ts) into the embedded log.
  */
 import assert from "node:assert/strict";
-import { createEmbeddedLog, embeddedLogDir } from "../actors/embedded_log.ts";
-import { makeEnvelope, startLoadGenerator } from "../actors/load_generator.ts";
-import { createProduceCommand } from "../actors/produce_cli.ts";
-import { listActors } from "../actors/registry.ts";
-import type { SourceRecord } from "../actors/record.ts";
-import type { LogClient, LogProducer } from "../actors/source.ts";
+import { createEmbeddedLog, embeddedLogDir } from "../actors/log/embedded/log.ts";
+import { makeEnvelope, startLoadGenerator } from "../actors/local/load_generator.ts";
+import { createProduceCommand } from "../supervisors/cli/produce.ts";
+import { listActors } from "../actors/runtime/registry.ts";
+import type { SourceRecord } from "../actors/record/record.ts";
+import type { LogClient, LogProducer } from "../actors/log/port.ts";
 import { UsageError } from "../supervisors/cli.ts";
 import { loadConfig } from "../supervisors/config.ts";
 

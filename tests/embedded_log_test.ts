@@ -1,5 +1,5 @@
 /**
- * The embedded log (actors/embedded_log.ts): partitioning and order,
+ * The embedded log (actors/log/embedded/log.ts): partitioning and order,
  * resolve/commit semantics across a restart, pause/resume, stop waiting for
  * handlers, offsetsForTimes, readRange, retention, crash recovery, locking.
  * Every wait is on a condition with a deadline, never on a fixed sleep.
@@ -11,9 +11,9 @@ import {
   LogLockedError,
   murmur2,
   UnknownTopicError,
-} from "../actors/embedded_log.ts";
-import type { SourceRecord } from "../actors/record.ts";
-import type { Batch, BatchHandler, LogClient, TopicPartition } from "../actors/source.ts";
+} from "../actors/log/embedded/log.ts";
+import type { SourceRecord } from "../actors/record/record.ts";
+import type { Batch, BatchHandler, LogClient, TopicPartition } from "../actors/log/port.ts";
 
 const decoder = new TextDecoder();
 const text = (b: Uint8Array | null) => (b === null ? null : decoder.decode(b));

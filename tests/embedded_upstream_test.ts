@@ -1,10 +1,10 @@
 /**
- * The simulated upstream (actors/sim_upstream.ts): 200s with latency, 503s at
+ * The simulated upstream (actors/local/sim_upstream.ts): 200s with latency, 503s at
  * the error rate, hanging until the behaviour changes or the client gives up,
  * duplicate counting by Idempotency-Key, runtime changes over HTTP.
  */
 import assert from "node:assert/strict";
-import { startSimulatedUpstream } from "../actors/sim_upstream.ts";
+import { startSimulatedUpstream } from "../actors/local/sim_upstream.ts";
 
 async function post(url: string, key: string | null, signal?: AbortSignal) {
   const headers: Record<string, string> = { "content-type": "application/json" };

@@ -8,11 +8,11 @@
 import assert from "node:assert/strict";
 import { parse as parseYaml } from "yaml";
 import { FsAuditStore } from "../actors/audit/store.ts";
-import { redactText, redactUrl } from "../actors/redact.ts";
+import { redactText, redactUrl } from "../actors/runtime/redact.ts";
 import { createApp } from "../http/app.ts";
 import { serveApp } from "../http/server.ts";
 import { fakeDeps } from "../http/testing.ts";
-import { dlqCommand } from "../actors/replay_cli.ts";
+import { dlqCommand } from "../supervisors/cli/replay.ts";
 import {
   ConfigError,
   controlTokenWarning,

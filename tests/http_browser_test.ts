@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
 import { setup } from "xstate";
-import { spawnActor, stopActor } from "../actors/registry.ts";
+import { spawnActor, stopActor } from "../actors/runtime/registry.ts";
 import { createApp } from "../http/app.ts";
 import { serveApp } from "../http/server.ts";
 import { fakeDeps } from "../http/testing.ts";

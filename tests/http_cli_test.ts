@@ -1,6 +1,6 @@
 /** CLI commands `status`, `drain`, `resume`, `inspect` against a served app with a fake pipeline. */
 import assert from "node:assert/strict";
-import { spawnActor, stopActor } from "../actors/registry.ts";
+import { spawnActor, stopActor } from "../actors/runtime/registry.ts";
 import { setup } from "xstate";
 import { createApp } from "../http/app.ts";
 import {

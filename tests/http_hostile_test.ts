@@ -4,7 +4,7 @@
  * answer, and a refused call changes nothing.
  */
 import assert from "node:assert/strict";
-import { setLogSink } from "../actors/log.ts";
+import { setLogSink } from "../actors/runtime/logger.ts";
 import { closeApp, createApp } from "../http/app.ts";
 import type { AppDeps } from "../http/deps.ts";
 import { serveApp } from "../http/server.ts";

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { assign, setup } from "xstate";
-import { spawnActor, stopActor } from "../actors/registry.ts";
+import { spawnActor, stopActor } from "../actors/runtime/registry.ts";
 import { closeApp, createApp } from "../http/app.ts";
 import { formatTree } from "../http/cli_commands.ts";
 import { type ActorTree, formatState, type InspectMessage, Inspector } from "../http/inspector.ts";

@@ -5,8 +5,8 @@
  * while publishing stays fast.
  */
 import assert from "node:assert/strict";
-import { publishEvent, type SluiceEvent } from "../actors/events.ts";
-import { wsClients, wsDroppedEventsTotal } from "../actors/metrics.ts";
+import { publishEvent, type SluiceEvent } from "../actors/runtime/events.ts";
+import { wsClients, wsDroppedEventsTotal } from "../actors/runtime/metrics.ts";
 import { createApp } from "../http/app.ts";
 import { Ring } from "../http/ring.ts";
 import { serveApp } from "../http/server.ts";

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { fromPromise, setup } from "xstate";
-import { spawnActor, stopActor } from "../actors/registry.ts";
+import { spawnActor, stopActor } from "../actors/runtime/registry.ts";
 import { Inspector } from "../http/inspector.ts";
 import { eventLabel, machineGraph } from "../http/machine_graph.ts";
 import { circuitBreakerMachine } from "../machines/circuit_breaker.ts";

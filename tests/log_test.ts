@@ -1,5 +1,5 @@
 /**
- * actors/log.ts: the `auto` format and the limit on repeated warnings.
+ * actors/runtime/logger.ts: the `auto` format and the limit on repeated warnings.
  */
 import assert from "node:assert/strict";
 import {
@@ -8,7 +8,7 @@ import {
   logger,
   REPEAT_BURST,
   resolveLogFormat,
-} from "../actors/log.ts";
+} from "../actors/runtime/logger.ts";
 
 function capture(): { lines: string[]; restore(): void } {
   const lines: string[] = [];

@@ -7,8 +7,8 @@ import { createActor } from "xstate";
 import { partitionConsumerMachine } from "../machines/partition_consumer.ts";
 import { rateLimiterMachine } from "../machines/rate_limiter.ts";
 import { circuitBreakerMachine } from "../machines/circuit_breaker.ts";
-import { type SluiceEvent, subscribeEvents } from "../actors/events.ts";
-import { registry } from "../actors/metrics.ts";
+import { type SluiceEvent, subscribeEvents } from "../actors/runtime/events.ts";
+import { registry } from "../actors/runtime/metrics.ts";
 
 function partition() {
   const a = createActor(partitionConsumerMachine, {

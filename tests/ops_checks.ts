@@ -6,7 +6,7 @@
  *
  * Sources of truth: `supervisors/config.ts` (variable names, defaults of the
  * shutdown deadlines), the HTTP app (`http/app.ts`, routes), and
- * `actors/metrics.ts` (metric names).
+ * `actors/runtime/metrics.ts` (metric names).
  *
  * @module
  */

@@ -10,7 +10,7 @@
  * installs it when missing, otherwise it fails saying so.
  */
 import assert from "node:assert/strict";
-import { registry } from "../actors/metrics.ts";
+import { registry } from "../actors/runtime/metrics.ts";
 import {
   alertExprs,
   alertNames,

@@ -7,13 +7,13 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { createEmbeddedLog } from "../actors/embedded_log.ts";
-import { rebalanceError } from "../actors/kafka_log.ts";
-import { registry } from "../actors/metrics.ts";
-import { Pipeline } from "../actors/pipeline.ts";
-import { createProcessor } from "../actors/processor.ts";
+import { createEmbeddedLog } from "../actors/log/embedded/log.ts";
+import { rebalanceError } from "../actors/log/kafka.ts";
+import { registry } from "../actors/runtime/metrics.ts";
+import { Pipeline } from "../actors/pipeline/pipeline.ts";
+import { createProcessor } from "../actors/pipeline/processor.ts";
 import type { AuditEvent } from "../actors/audit/event.ts";
-import type { SourceRecord } from "../actors/record.ts";
+import type { SourceRecord } from "../actors/record/record.ts";
 import { waitFor } from "./harness/procs.ts";
 
 Deno.test("Pipeline passes already audited records to skip, the others to process, and commits past all", async () => {

@@ -13,15 +13,15 @@ import {
   parseDeadLetterId,
   REPROCESSED_HEADER,
   toDeadLetterMessage,
-} from "../actors/dead_letter.ts";
-import type { DeadLetter } from "../actors/dead_letter.ts";
-import { deriveTraceId, type Envelope, parseEnvelope } from "../actors/envelope.ts";
-import { type SluiceEvent, subscribeEvents } from "../actors/events.ts";
-import { createPartitionWorker, type OrderingMode } from "../actors/partition_worker.ts";
-import { createProcessor, type ProcessorDeps } from "../actors/processor.ts";
-import { createRateLimiter, TokenBucket } from "../actors/rate_limiter.ts";
-import type { SourceRecord } from "../actors/record.ts";
-import type { DeliveryResult } from "../actors/upstream.ts";
+} from "../actors/record/dead_letter.ts";
+import type { DeadLetter } from "../actors/record/dead_letter.ts";
+import { deriveTraceId, type Envelope, parseEnvelope } from "../actors/record/envelope.ts";
+import { type SluiceEvent, subscribeEvents } from "../actors/runtime/events.ts";
+import { createPartitionWorker, type OrderingMode } from "../actors/pipeline/partition_worker.ts";
+import { createProcessor, type ProcessorDeps } from "../actors/pipeline/processor.ts";
+import { createRateLimiter, TokenBucket } from "../actors/pipeline/rate_limiter.ts";
+import type { SourceRecord } from "../actors/record/record.ts";
+import type { DeliveryResult } from "../actors/pipeline/upstream.ts";
 
 const enc = new TextEncoder();
 

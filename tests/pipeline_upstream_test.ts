@@ -4,14 +4,18 @@
  * open and half-open probe, throughput vs plain fetch.
  */
 import assert from "node:assert/strict";
-import { createCircuitBreaker } from "../actors/circuit_breaker.ts";
-import { parseEnvelope } from "../actors/envelope.ts";
-import { registry } from "../actors/metrics.ts";
-import type { SourceRecord } from "../actors/record.ts";
-import { createUpstreamClient, parseRetryAfter, type UpstreamOptions } from "../actors/upstream.ts";
-import { createProcessor } from "../actors/processor.ts";
+import { createCircuitBreaker } from "../actors/pipeline/circuit_breaker.ts";
+import { parseEnvelope } from "../actors/record/envelope.ts";
+import { registry } from "../actors/runtime/metrics.ts";
+import type { SourceRecord } from "../actors/record/record.ts";
+import {
+  createUpstreamClient,
+  parseRetryAfter,
+  type UpstreamOptions,
+} from "../actors/pipeline/upstream.ts";
+import { createProcessor } from "../actors/pipeline/processor.ts";
 import type { AuditEvent } from "../actors/audit/event.ts";
-import type { DeadLetter } from "../actors/dead_letter.ts";
+import type { DeadLetter } from "../actors/record/dead_letter.ts";
 
 const enc = new TextEncoder();
 

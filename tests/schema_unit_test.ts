@@ -1,5 +1,5 @@
 /**
- * Per-topic payload JSON Schemas (`SLUICE_SCHEMA_DIR`, `actors/schema.ts`):
+ * Per-topic payload JSON Schemas (`SLUICE_SCHEMA_DIR`, `actors/record/schema.ts`):
  * loading and the start-up check (exit 2), the failure messages (path and
  * rule), and the processor turning a failing record into a
  * `VALIDATION_ERROR` dead letter. No infrastructure: the same path on real
@@ -7,11 +7,11 @@
  */
 import assert from "node:assert/strict";
 import type { AuditEvent } from "../actors/audit/event.ts";
-import type { DeadLetter } from "../actors/dead_letter.ts";
-import { parseEnvelope } from "../actors/envelope.ts";
-import { createProcessor } from "../actors/processor.ts";
-import type { SourceRecord } from "../actors/record.ts";
-import { loadPayloadSchemas, SchemaDirError } from "../actors/schema.ts";
+import type { DeadLetter } from "../actors/record/dead_letter.ts";
+import { parseEnvelope } from "../actors/record/envelope.ts";
+import { createProcessor } from "../actors/pipeline/processor.ts";
+import type { SourceRecord } from "../actors/record/record.ts";
+import { loadPayloadSchemas, SchemaDirError } from "../actors/record/schema.ts";
 
 const ORDER_SCHEMA = {
   type: "object",

@@ -3,7 +3,7 @@
  * failed phases recorded while the protocol goes on, metric, observable state.
  */
 import assert from "node:assert/strict";
-import { shutdownPhaseDuration } from "../actors/metrics.ts";
+import { shutdownPhaseDuration } from "../actors/runtime/metrics.ts";
 import {
   canonicalPhases,
   DEFAULT_PHASE_DEADLINES_MS,

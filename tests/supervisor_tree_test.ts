@@ -4,9 +4,9 @@
  * Tests wait on conditions (with timeouts), never on sleeps.
  */
 import assert from "node:assert/strict";
-import { actorRestartsTotal } from "../actors/metrics.ts";
+import { actorRestartsTotal } from "../actors/runtime/metrics.ts";
 import { setup } from "xstate";
-import { listActors, spawnActor } from "../actors/registry.ts";
+import { listActors, spawnActor } from "../actors/runtime/registry.ts";
 import {
   actorChild,
   type ChildExit,

@@ -1,5 +1,5 @@
 /**
- * Traces of the record path (`actors/tracing.ts`) received by a real OTLP/HTTP
+ * Traces of the record path (`actors/runtime/tracing.ts`) received by a real OTLP/HTTP
  * receiver (`tests/harness/otlp_receiver.ts`, protobuf decoded with the
  * official opentelemetry-proto definitions): the processor, the real upstream
  * client (undici) against a loopback server, the real OTLP exporter. Checks
@@ -8,11 +8,11 @@
  * process on Kafka is in `tests/tracing_kafka_test.ts`.
  */
 import assert from "node:assert/strict";
-import type { DeadLetter } from "../actors/dead_letter.ts";
-import { createProcessor } from "../actors/processor.ts";
-import type { SourceRecord } from "../actors/record.ts";
-import { createTracing, otlpTracesUrl, type RecordTracing } from "../actors/tracing.ts";
-import { createUpstreamClient } from "../actors/upstream.ts";
+import type { DeadLetter } from "../actors/record/dead_letter.ts";
+import { createProcessor } from "../actors/pipeline/processor.ts";
+import type { SourceRecord } from "../actors/record/record.ts";
+import { createTracing, otlpTracesUrl, type RecordTracing } from "../actors/runtime/tracing.ts";
+import { createUpstreamClient } from "../actors/pipeline/upstream.ts";
 import { type ReceivedSpan, startOtlpReceiver } from "./harness/otlp_receiver.ts";
 
 const PARENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736";

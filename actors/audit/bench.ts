@@ -16,9 +16,9 @@
  *
  * @module
  */
-import { createEmbeddedLog } from "../embedded_log.ts";
-import { createKafkaLog } from "../kafka_log.ts";
-import type { LogClient, LogProducer, OutgoingMessage } from "../source.ts";
+import { createEmbeddedLog } from "../log/embedded/log.ts";
+import { createKafkaLog } from "../log/kafka.ts";
+import type { LogClient, LogProducer, OutgoingMessage } from "../log/port.ts";
 import { AUDIT_EVENT_VERSION, type AuditEvent } from "./event.ts";
 import { AuditWriter } from "./writer.ts";
 

@@ -21,7 +21,7 @@ import {
   S3Client,
 } from "@aws-sdk/client-s3";
 import { gunzip, gzip } from "node:zlib";
-import { syncDir } from "../durable_fs.ts";
+import { syncDir } from "../runtime/durable_fs.ts";
 import { promisify } from "node:util";
 import type { AuditEvent } from "./event.ts";
 

@@ -36,18 +36,18 @@
  */
 import type { Actor } from "xstate";
 import { auditUploaderMachine, uploaderStateName } from "../../machines/audit_uploader.ts";
-import { publishEvent } from "../events.ts";
-import { logger } from "../log.ts";
+import { publishEvent } from "../runtime/events.ts";
+import { logger } from "../runtime/logger.ts";
 import {
   auditBacklogDepth,
   auditFlushLag,
   auditSpoolBytes,
   auditWriteErrorsTotal,
   auditWritesTotal,
-} from "../metrics.ts";
-import { spawnActor, stopActor } from "../registry.ts";
-import type { SourceRecord } from "../record.ts";
-import type { Batch, LogClient, LogConsumer } from "../source.ts";
+} from "../runtime/metrics.ts";
+import { spawnActor, stopActor } from "../runtime/registry.ts";
+import type { SourceRecord } from "../record/record.ts";
+import type { Batch, LogClient, LogConsumer } from "../log/port.ts";
 import { hourPrefix } from "./store.ts";
 import type { AuditStore } from "./store.ts";
 import { gzip } from "node:zlib";

@@ -30,9 +30,9 @@
  *
  * @module
  */
-import { logger } from "../log.ts";
-import { auditTopicWritesTotal } from "../metrics.ts";
-import type { LogAdmin, LogClient, LogProducer, OutgoingMessage } from "../source.ts";
+import { logger } from "../runtime/logger.ts";
+import { auditTopicWritesTotal } from "../runtime/metrics.ts";
+import type { LogAdmin, LogClient, LogProducer, OutgoingMessage } from "../log/port.ts";
 import type { AuditEvent } from "./event.ts";
 
 const log = logger("audit-writer");

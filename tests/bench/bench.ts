@@ -43,7 +43,7 @@
 import { parseArgs } from "node:util";
 import type { Kafka } from "kafkajs";
 import { benchWriter, measureAppends } from "../../actors/audit/bench.ts";
-import { createKafkaLog } from "../../actors/kafka_log.ts";
+import { createKafkaLog } from "../../actors/log/kafka.ts";
 import {
   ensureDebianPackages,
   type InfraState,
@@ -53,10 +53,14 @@ import {
 } from "../harness/infra.ts";
 import { checkLedger, readAllAuditEvents, rgwStore } from "../harness/ledger.ts";
 import { infra, uniqueName } from "../harness/mod.ts";
-import { createProcessor } from "../../actors/processor.ts";
-import type { SourceRecord } from "../../actors/record.ts";
-import { loadPayloadSchemas } from "../../actors/schema.ts";
-import { type AttemptTracer, createTracing, type RecordTracing } from "../../actors/tracing.ts";
+import { createProcessor } from "../../actors/pipeline/processor.ts";
+import type { SourceRecord } from "../../actors/record/record.ts";
+import { loadPayloadSchemas } from "../../actors/record/schema.ts";
+import {
+  type AttemptTracer,
+  createTracing,
+  type RecordTracing,
+} from "../../actors/runtime/tracing.ts";
 import nodeProcess from "node:process";
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-proto";
 import type { ReadableSpan, SpanExporter } from "@opentelemetry/sdk-trace";

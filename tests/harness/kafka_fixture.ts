@@ -8,7 +8,7 @@
  */
 import assert from "node:assert/strict";
 import { Kafka, logLevel } from "kafkajs";
-import type { DeadLetter } from "../../actors/dead_letter.ts";
+import type { DeadLetter } from "../../actors/record/dead_letter.ts";
 import { checkLedger, type LedgerResult, readAllAuditEvents, rgwStore } from "./ledger.ts";
 import { infra, sleep, waitFor } from "./mod.ts";
 import type { UpstreamStub } from "./upstream_stub.ts";

@@ -50,9 +50,9 @@ import {
   rateLimitEffective,
   rateLimitPaused,
   rateLimitTokens,
-} from "./metrics.ts";
-import { spawnActor, stopActor } from "./registry.ts";
-import { type AdaptiveFigures, adaptiveLimiterMachine } from "../machines/adaptive_limiter.ts";
+} from "../runtime/metrics.ts";
+import { spawnActor, stopActor } from "../runtime/registry.ts";
+import { type AdaptiveFigures, adaptiveLimiterMachine } from "../../machines/adaptive_limiter.ts";
 
 /** What became of one call, reported with {@link Permit.release}. */
 export interface CallReport {

@@ -46,20 +46,20 @@ import {
   type AuditEvent,
   type AuditOutcome,
   type FailureReason,
-} from "./audit/event.ts";
+} from "../audit/event.ts";
 import type { CircuitBreaker } from "./circuit_breaker.ts";
-import { buildDeadLetter, type DeadLetter } from "./dead_letter.ts";
-import { DEFAULT_MAX_RECORD_BYTES, parseEnvelope } from "./envelope.ts";
-import { publishEvent } from "./events.ts";
-import { logger } from "./log.ts";
+import { buildDeadLetter, type DeadLetter } from "../record/dead_letter.ts";
+import { DEFAULT_MAX_RECORD_BYTES, parseEnvelope } from "../record/envelope.ts";
+import { publishEvent } from "../runtime/events.ts";
+import { logger } from "../runtime/logger.ts";
 import {
   errorsTotal,
   kafkaDlqMessagesTotal,
   kafkaProcessingDuration,
   requestsTotal,
-} from "./metrics.ts";
-import type { Outcome, SourceRecord, TimeoutType } from "./record.ts";
-import type { RecordTrace, RecordTracing } from "./tracing.ts";
+} from "../runtime/metrics.ts";
+import type { Outcome, SourceRecord, TimeoutType } from "../record/record.ts";
+import type { RecordTrace, RecordTracing } from "../runtime/tracing.ts";
 import type { UpstreamClient } from "./upstream.ts";
 
 const log = logger("processor");
@@ -82,9 +82,9 @@ export interface ProcessorDeps {
   processingHost?: string;
   /** Largest record value (bytes). Default 1 MiB (`SLUICE_MAX_RECORD_BYTES`). */
   maxRecordBytes?: number;
-  /** Traces of the record path (`actors/tracing.ts`). Default none (off). */
+  /** Traces of the record path (`actors/runtime/tracing.ts`). Default none (off). */
   tracing?: RecordTracing;
-  /** Payload check of the topic's JSON Schema (`actors/schema.ts`); null = passes. Default none. */
+  /** Payload check of the topic's JSON Schema (`actors/record/schema.ts`); null = passes. Default none. */
   validatePayload?: (topic: string, payload: unknown) => string | null;
   /** First backoff when the DLQ or audit sink fails (ms). Default 100. */
   sinkRetryBaseMs?: number;
@@ -95,7 +95,7 @@ export interface ProcessorDeps {
   /**
    * Called synchronously once a record is finished as delivered (after its
    * audit event is durable), e.g. to record its idempotency key
-   * (`actors/idempotency.ts`). Must not throw or block. Default none.
+   * (`actors/pipeline/idempotency.ts`). Must not throw or block. Default none.
    */
   onDelivered?: (idempotencyKey: string, record: SourceRecord) => void;
 }

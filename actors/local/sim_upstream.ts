@@ -13,7 +13,7 @@
  *
  * @module
  */
-import { logger } from "./log.ts";
+import { logger } from "../runtime/logger.ts";
 
 const log = logger("sim-upstream");
 

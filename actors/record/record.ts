@@ -4,12 +4,12 @@
  * {@link SourceRecord} is what the Kafka binding (or the embedded log, or a
  * replay) hands to a partition worker: the fields of a kafkajs message with
  * the headers already decoded to strings. {@link Outcome} is what
- * `actors/processor.ts` returns once a record is finished: delivered or
+ * `actors/pipeline/processor.ts` returns once a record is finished: delivered or
  * dead-lettered, with what the upstream call and the resilience layers saw.
  *
  * @module
  */
-import type { FailureReason } from "./audit/event.ts";
+import type { FailureReason } from "../audit/event.ts";
 
 /** One record fetched from a topic-partition. */
 export interface SourceRecord {

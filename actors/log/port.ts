@@ -1,7 +1,7 @@
 /**
  * The log sluice consumes, behind one interface with two implementations:
- * real Kafka (`actors/kafka_log.ts`, kafkajs) and the embedded in-process
- * partitioned log of local mode (`actors/embedded_log.ts`). Partition
+ * real Kafka (`actors/log/kafka.ts`, kafkajs) and the embedded in-process
+ * partitioned log of local mode (`actors/log/embedded/log.ts`). Partition
  * actors, replay and shutdown run unchanged on either.
  *
  * The shape follows kafkajs `eachBatch` with manual offset resolution: the
@@ -11,7 +11,7 @@
  *
  * @module
  */
-import type { SourceRecord } from "./record.ts";
+import type { SourceRecord } from "../record/record.ts";
 
 /** A topic-partition. */
 export interface TopicPartition {

@@ -21,9 +21,9 @@ import {
   type Producer,
 } from "kafkajs";
 import process from "node:process";
-import { logger } from "./log.ts";
-import type { SourceRecord } from "./record.ts";
-import { kafkaRebalancesTotal } from "./metrics.ts";
+import { logger } from "../runtime/logger.ts";
+import type { SourceRecord } from "../record/record.ts";
+import { kafkaRebalancesTotal } from "../runtime/metrics.ts";
 import type {
   Batch,
   BatchHandler,
@@ -35,7 +35,7 @@ import type {
   PartitionOffset,
   RangeReader,
   TopicPartition,
-} from "./source.ts";
+} from "./port.ts";
 
 const log = logger("kafka");
 

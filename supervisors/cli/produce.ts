@@ -13,11 +13,11 @@
  *
  * @module
  */
-import { type Command, parseOptions, UsageError } from "../supervisors/cli.ts";
-import { type Config, loadConfig } from "../supervisors/config.ts";
-import { createEmbeddedLog, embeddedLogDir } from "./embedded_log.ts";
-import { startLoadGenerator } from "./load_generator.ts";
-import type { LogClient } from "./source.ts";
+import { type Command, parseOptions, UsageError } from "../cli.ts";
+import { type Config, loadConfig } from "../config.ts";
+import { createEmbeddedLog, embeddedLogDir } from "../../actors/log/embedded/log.ts";
+import { startLoadGenerator } from "../../actors/local/load_generator.ts";
+import type { LogClient } from "../../actors/log/port.ts";
 
 /** What {@link createProduceCommand} needs to open a log. */
 export interface OpenLogOptions {
@@ -33,7 +33,7 @@ export interface OpenLogOptions {
 export interface ProduceDeps {
   /** Reads the configuration; default {@link loadConfig} on the environment. */
   loadConfig?: () => Config;
-  /** Opens the log; default: Kafka (`actors/kafka_log.ts`) with brokers, else the embedded log. */
+  /** Opens the log; default: Kafka (`actors/log/kafka.ts`) with brokers, else the embedded log. */
   openLog?: (opts: OpenLogOptions) => Promise<LogClient>;
   /** Prints the final line; default `console.log`. */
   out?: (line: string) => void;
@@ -60,7 +60,7 @@ const USAGE = [
 /** Opens Kafka when brokers are given, else the embedded log. */
 export async function openDefaultLog(opts: OpenLogOptions): Promise<LogClient> {
   if (opts.brokers.length > 0) {
-    const { createKafkaLog } = await import("./kafka_log.ts");
+    const { createKafkaLog } = await import("../../actors/log/kafka.ts");
     return createKafkaLog({ brokers: opts.brokers, clientId: opts.clientId });
   }
   return createEmbeddedLog({ dir: embeddedLogDir(opts.dataDir), partitions: opts.partitions });

@@ -43,9 +43,9 @@
  *
  * @module
  */
-import { logger } from "./log.ts";
-import { queueDepth } from "./metrics.ts";
-import type { SourceRecord } from "./record.ts";
+import { logger } from "../runtime/logger.ts";
+import { queueDepth } from "../runtime/metrics.ts";
+import type { SourceRecord } from "../record/record.ts";
 
 const log = logger("partition-worker");
 

@@ -17,12 +17,12 @@
  * @module
  */
 import type { AnyActorRef } from "xstate";
-import { logger } from "./log.ts";
-import { kafkaConsumerLag, pipelineStallsTotal, queueDepth } from "./metrics.ts";
-import { spawnActor, stopActor } from "./registry.ts";
-import type { SourceRecord } from "./record.ts";
-import type { Batch, LogClient, LogConsumer, TopicPartition } from "./source.ts";
-import { partitionConsumerMachine } from "../machines/partition_consumer.ts";
+import { logger } from "../runtime/logger.ts";
+import { kafkaConsumerLag, pipelineStallsTotal, queueDepth } from "../runtime/metrics.ts";
+import { spawnActor, stopActor } from "../runtime/registry.ts";
+import type { SourceRecord } from "../record/record.ts";
+import type { Batch, LogClient, LogConsumer, TopicPartition } from "../log/port.ts";
+import { partitionConsumerMachine } from "../../machines/partition_consumer.ts";
 import { type OrderingMode, PartitionWorker } from "./partition_worker.ts";
 
 const log = logger("pipeline");

@@ -1,7 +1,7 @@
 /**
  * The embedded log of local mode (README, Quick start): an in-process,
  * partitioned, persistent log behind the same {@link LogClient} interface as
- * real Kafka (`actors/kafka_log.ts`), so partition actors, replay and
+ * real Kafka (`actors/log/kafka.ts`), so partition actors, replay and
  * shutdown run unchanged on either.
  *
  * ```
@@ -41,8 +41,8 @@
  * @module
  */
 import { Buffer } from "node:buffer";
-import { logger } from "./log.ts";
-import type { SourceRecord } from "./record.ts";
+import { logger } from "../../runtime/logger.ts";
+import type { SourceRecord } from "../../record/record.ts";
 import type {
   Batch,
   BatchHandler,
@@ -54,8 +54,8 @@ import type {
   PartitionOffset,
   RangeReader,
   TopicPartition,
-} from "./source.ts";
-import { syncDir, writeAll } from "./durable_fs.ts";
+} from "../port.ts";
+import { syncDir, writeAll } from "../../runtime/durable_fs.ts";
 
 const log = logger("embedded-log");
 const encoder = new TextEncoder();

@@ -25,9 +25,9 @@
  * @module
  */
 import type { Actor } from "xstate";
-import { rateLimitTokens } from "./metrics.ts";
-import { spawnActor, stopActor } from "./registry.ts";
-import { rateLimiterMachine, validRate } from "../machines/rate_limiter.ts";
+import { rateLimitTokens } from "../runtime/metrics.ts";
+import { spawnActor, stopActor } from "../runtime/registry.ts";
+import { rateLimiterMachine, validRate } from "../../machines/rate_limiter.ts";
 
 /** A clock the bucket reads and schedules with (tests pass xstate's `SimulatedClock`). */
 export interface Clock {

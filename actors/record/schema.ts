@@ -22,7 +22,7 @@
  * Payload does not match orders.schema.json: /payload/amount must be >= 0 (rule minimum at #/properties/amount/minimum)
  * ```
  *
- * which {@link parseEnvelope} (`actors/envelope.ts`) turns into a
+ * which {@link parseEnvelope} (`actors/record/envelope.ts`) turns into a
  * `VALIDATION_ERROR` dead letter.
  *
  * @module

@@ -44,7 +44,7 @@
  *
  * @module
  */
-import type { AuditEvent, FailureReason } from "./audit/event.ts";
+import type { AuditEvent, FailureReason } from "../audit/event.ts";
 import {
   type DeadLetter,
   deadLetterToRecord,
@@ -52,17 +52,17 @@ import {
   parseDeadLetter,
   parseDeadLetterId,
   REPROCESSED_HEADER,
-} from "./dead_letter.ts";
-import { parseEnvelope } from "./envelope.ts";
-import type { IdempotencyStore } from "./idempotency.ts";
-import { logger } from "./log.ts";
-import { replayRecordsTotal, requestsTotal } from "./metrics.ts";
-import type { Processor } from "./processor.ts";
-import type { SourceRecord } from "./record.ts";
+} from "../record/dead_letter.ts";
+import { parseEnvelope } from "../record/envelope.ts";
+import type { IdempotencyStore } from "../pipeline/idempotency.ts";
+import { logger } from "../runtime/logger.ts";
+import { replayRecordsTotal, requestsTotal } from "../runtime/metrics.ts";
+import type { Processor } from "../pipeline/processor.ts";
+import type { SourceRecord } from "../record/record.ts";
 import { type ReplayManager, type ReplaySource, skippedDuplicateEvent } from "./replay.ts";
-import type { LogClient } from "./source.ts";
-import { HttpError } from "../http/errors.ts";
-import type { DlqBulkReplayRequest, DlqPage, DlqQuery, ReplayStart } from "../http/deps.ts";
+import type { LogClient } from "../log/port.ts";
+import { HttpError } from "../../http/errors.ts";
+import type { DlqBulkReplayRequest, DlqPage, DlqQuery, ReplayStart } from "../../http/deps.ts";
 
 const log = logger("dlq");
 

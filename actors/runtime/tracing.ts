@@ -30,7 +30,7 @@
  *
  * **Trace ids.** A record with a valid `traceparent` header continues that
  * trace (its span is a child of the header's span); one without gets the
- * trace id sluice already derives for it (`actors/envelope.ts`): the id
+ * trace id sluice already derives for it (`actors/record/envelope.ts`): the id
  * generator hands the SDK that id for the root span, so the trace found from
  * a dead letter's `trace_id` is this one.
  *
@@ -78,9 +78,9 @@ import {
   TraceIdRatioBasedSampler,
   TracerProvider,
 } from "@opentelemetry/sdk-trace";
-import { headerValue, newSpanId, parseTraceparent } from "./envelope.ts";
-import { logger } from "./log.ts";
-import type { Outcome, SourceRecord } from "./record.ts";
+import { headerValue, newSpanId, parseTraceparent } from "../record/envelope.ts";
+import { logger } from "./logger.ts";
+import type { Outcome, SourceRecord } from "../record/record.ts";
 
 const log = logger("tracing");
 
@@ -93,7 +93,7 @@ export interface AttemptEnd {
   detail?: string;
 }
 
-/** Hooks the upstream client calls around each attempt (see `actors/upstream.ts`). */
+/** Hooks the upstream client calls around each attempt (see `actors/pipeline/upstream.ts`). */
 export interface AttemptTracer {
   /** Starts the span of attempt `n` (0-based within this `deliver` call). */
   attempt(n: number): { traceparent: string; end(result: AttemptEnd): void };

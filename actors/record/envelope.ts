@@ -30,14 +30,14 @@
  *  - not UTF-8, or not JSON → `DESERIALIZATION_ERROR`;
  *  - JSON that is not an object, or a missing/invalid field → `VALIDATION_ERROR`;
  *  - a payload rejected by {@link ParseEnvelopeOptions.validatePayload} (the
- *    topic's JSON Schema, `actors/schema.ts`) → `VALIDATION_ERROR` with its
+ *    topic's JSON Schema, `actors/record/schema.ts`) → `VALIDATION_ERROR` with its
  *    message (failing path and rule).
  *
  * {@link parseEnvelope} never throws.
  *
  * @module
  */
-import type { FailureReason } from "./audit/event.ts";
+import type { FailureReason } from "../audit/event.ts";
 import type { SourceRecord } from "./record.ts";
 
 /** Default for {@link ParseEnvelopeOptions.maxBytes}: 1 MiB (`SLUICE_MAX_RECORD_BYTES`). */
@@ -81,7 +81,7 @@ export interface ParseEnvelopeOptions {
   /**
    * Checks the payload of a record of `topic` once the envelope is valid:
    * null when it passes, else the failure message. Default none
-   * (`PayloadSchemas.validate` of `actors/schema.ts` with `SLUICE_SCHEMA_DIR`).
+   * (`PayloadSchemas.validate` of `actors/record/schema.ts` with `SLUICE_SCHEMA_DIR`).
    */
   validatePayload?: (topic: string, payload: unknown) => string | null;
 }

@@ -1,6 +1,6 @@
 /**
  * The replay driver (README, Architecture): replays `[from, to)` of a topic,
- * by record timestamp, or a selection of dead letters (`actors/dlq.ts`),
+ * by record timestamp, or a selection of dead letters (`actors/replay/dlq.ts`),
  * through the same circuit breaker, upstream client and audit trail as the
  * live pipeline, at a controlled rate, skipping idempotency keys already
  * delivered. Behind `POST /control/replay`, `GET|DELETE /control/replay/:id`
@@ -64,18 +64,18 @@
  *
  * @module
  */
-import { AUDIT_EVENT_VERSION, type AuditEvent } from "./audit/event.ts";
-import { REPROCESSED_HEADER } from "./dead_letter.ts";
-import { parseEnvelope } from "./envelope.ts";
-import { publishEvent } from "./events.ts";
-import type { IdempotencyStore } from "./idempotency.ts";
-import { logger } from "./log.ts";
-import { replayRecordsTotal, requestsTotal } from "./metrics.ts";
-import type { Processor } from "./processor.ts";
-import { TokenBucket } from "./rate_limiter.ts";
-import type { SourceRecord } from "./record.ts";
-import { spawnActor, stopActor } from "./registry.ts";
-import type { LogClient } from "./source.ts";
+import { AUDIT_EVENT_VERSION, type AuditEvent } from "../audit/event.ts";
+import { REPROCESSED_HEADER } from "../record/dead_letter.ts";
+import { parseEnvelope } from "../record/envelope.ts";
+import { publishEvent } from "../runtime/events.ts";
+import type { IdempotencyStore } from "../pipeline/idempotency.ts";
+import { logger } from "../runtime/logger.ts";
+import { replayRecordsTotal, requestsTotal } from "../runtime/metrics.ts";
+import type { Processor } from "../pipeline/processor.ts";
+import { TokenBucket } from "../pipeline/rate_limiter.ts";
+import type { SourceRecord } from "../record/record.ts";
+import { spawnActor, stopActor } from "../runtime/registry.ts";
+import type { LogClient } from "../log/port.ts";
 import {
   type ReplayCounts,
   replayDriverMachine,
@@ -83,9 +83,9 @@ import {
   type ReplayStateName,
   replayStateName,
   zeroCounts,
-} from "../machines/replay_driver.ts";
-import { HttpError } from "../http/errors.ts";
-import type { ReplayRequest, ReplayStart } from "../http/deps.ts";
+} from "../../machines/replay_driver.ts";
+import { HttpError } from "../../http/errors.ts";
+import type { ReplayRequest, ReplayStart } from "../../http/deps.ts";
 
 const log = logger("replay");
 const decoder = new TextDecoder();

@@ -28,11 +28,11 @@ import {
   loadGeneratorMachine,
   loadGeneratorStateName,
   type ProducerInput,
-} from "../machines/load_generator.ts";
+} from "../../machines/load_generator.ts";
 import { fromCallback, fromPromise } from "xstate";
-import { spawnActor } from "./registry.ts";
-import { logger } from "./log.ts";
-import type { LogProducer, OutgoingMessage } from "./source.ts";
+import { spawnActor } from "../runtime/registry.ts";
+import { logger } from "../runtime/logger.ts";
+import type { LogProducer, OutgoingMessage } from "../log/port.ts";
 
 const log = logger("load-generator");
 

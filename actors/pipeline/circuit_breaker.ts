@@ -41,11 +41,11 @@
 // @ts-types="@types/opossum"
 import Opossum from "opossum";
 import type { Actor } from "xstate";
-import type { CircuitStateName } from "./record.ts";
-import { spawnActor, stopActor } from "./registry.ts";
-import { type BreakerPolicy, circuitBreakerMachine } from "../machines/circuit_breaker.ts";
+import type { CircuitStateName } from "../record/record.ts";
+import { spawnActor, stopActor } from "../runtime/registry.ts";
+import { type BreakerPolicy, circuitBreakerMachine } from "../../machines/circuit_breaker.ts";
 
-export type { BreakerPolicy } from "../machines/circuit_breaker.ts";
+export type { BreakerPolicy } from "../../machines/circuit_breaker.ts";
 
 /** Thrown by {@link CircuitBreaker.run} when the breaker refuses the call. */
 export class CircuitOpenError extends Error {

@@ -21,7 +21,7 @@
  *
  * @module
  */
-import { parseTime } from "./audit/report.ts";
+import { parseTime } from "../../actors/audit/report.ts";
 import {
   callInstance,
   type Command,
@@ -29,7 +29,7 @@ import {
   terminalJson,
   terminalSafe,
   UsageError,
-} from "../supervisors/cli.ts";
+} from "../cli.ts";
 
 /** The fields of a progress answer the CLI shows. */
 interface Progress {

@@ -39,9 +39,9 @@
  * **Breaker.** With `breaker`, each attempt runs through it; 5xx, timeouts
  * and network errors count as its failures. When it refuses an attempt the
  * delivery stops with `outcome: "circuit_open"` (the processor applies the
- * policy). See `actors/circuit_breaker.ts`.
+ * policy). See `actors/pipeline/circuit_breaker.ts`.
  *
- * **Flow control** (`flow`, `SLUICE_ADAPTIVE=on`; `actors/adaptive_limiter.ts`).
+ * **Flow control** (`flow`, `SLUICE_ADAPTIVE=on`; `actors/pipeline/adaptive_limiter.ts`).
  * Each attempt, retries included, first takes a permit (pause, token,
  * in-flight slot) and then reports its answer. The wait for a permit is not
  * delivery time: the global budget stops meanwhile. `Retry-After` is honoured
@@ -67,12 +67,12 @@
  */
 import { errors, Pool } from "undici";
 import type { AdaptiveLimiter, CallReport, Permit } from "./adaptive_limiter.ts";
-import type { FailureReason } from "./audit/event.ts";
+import type { FailureReason } from "../audit/event.ts";
 import { CircuitOpenError } from "./circuit_breaker.ts";
-import type { Envelope } from "./envelope.ts";
-import { headerValue } from "./envelope.ts";
-import { logger } from "./log.ts";
-import type { AttemptTracer } from "./tracing.ts";
+import type { Envelope } from "../record/envelope.ts";
+import { headerValue } from "../record/envelope.ts";
+import { logger } from "../runtime/logger.ts";
+import type { AttemptTracer } from "../runtime/tracing.ts";
 import {
   errorsTotal,
   inflightRequests,
@@ -81,8 +81,8 @@ import {
   retriesTotal,
   timeoutsTotal,
   upstreamRetryAfterTotal,
-} from "./metrics.ts";
-import type { SourceRecord, TimeoutType } from "./record.ts";
+} from "../runtime/metrics.ts";
+import type { SourceRecord, TimeoutType } from "../record/record.ts";
 
 /** Runs an attempt, possibly refusing it; implemented by the circuit breaker. */
 export interface AttemptGuard {
@@ -93,7 +93,7 @@ export interface AttemptGuard {
   open?(): void;
 }
 
-/** The flow controller each attempt takes a permit from (`actors/adaptive_limiter.ts`). */
+/** The flow controller each attempt takes a permit from (`actors/pipeline/adaptive_limiter.ts`). */
 export type FlowControl = Pick<AdaptiveLimiter, "acquire" | "judge" | "pause">;
 
 /** Options of {@link createUpstreamClient}; defaults match the config schema. */
@@ -509,7 +509,7 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
           budget.resume();
         }
         let a: Attempt;
-        // Tracing (actors/tracing.ts): one span per attempt, whose traceparent goes upstream.
+        // Tracing (actors/runtime/tracing.ts): one span per attempt, whose traceparent goes upstream.
         const span = trace?.attempt(out.attempts);
         const sent = span ? { ...headers, traceparent: span.traceparent } : headers;
         try {

@@ -21,7 +21,7 @@
  *
  * @module
  */
-import { FAILURE_REASONS, type FailureReason } from "./audit/event.ts";
+import { FAILURE_REASONS, type FailureReason } from "../audit/event.ts";
 import { headerValue } from "./envelope.ts";
 import type { SourceRecord } from "./record.ts";
 

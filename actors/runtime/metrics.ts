@@ -7,7 +7,7 @@
  * @module
  */
 import client from "prom-client";
-import { FAILURE_REASONS } from "./audit/event.ts";
+import { FAILURE_REASONS } from "../audit/event.ts";
 
 /** The registry served on `GET /metrics`. */
 export const registry = new client.Registry();
