@@ -1,6 +1,7 @@
 /**
- * sluice: entry point and CLI. The same file runs as `deno task start`, as
- * the bundled single file and as the compiled binary.
+ * sluice: entry point; only dispatches to the CLI commands of
+ * `supervisors/cli/`. The same file runs as `deno task start`, as the bundled
+ * single file and as the compiled binary.
  *
  * ```
  * sluice start [--print-config]
@@ -16,71 +17,11 @@
  *
  * @module
  */
-import { CONFIG_SCHEMA, ConfigError, describeConfig, loadConfig } from "./supervisors/config.ts";
-import { type Command, InstanceError, parseOptions, UsageError } from "./supervisors/cli.ts";
-import denoJson from "./deno.json" with { type: "json" };
+import { ConfigError } from "./supervisors/config.ts";
 import { DataDirLockedError } from "./supervisors/data_dir_lock.ts";
-import { httpCommands } from "./http/cli_commands.ts";
-import { auditCommand } from "./actors/audit/report.ts";
-import { produceCommand } from "./supervisors/cli/produce.ts";
-import { dlqCommand, replayCommand } from "./supervisors/cli/replay.ts";
+import { commands, InstanceError, topHelp, UsageError, VERSION } from "./supervisors/cli/mod.ts";
 
-/** The version printed by `--version`. */
-export const VERSION: string = denoJson.version;
-
-const commands: Record<string, Command> = {};
-
-/** Registers a command (modules of later stages add theirs here). */
-export function registerCommand(name: string, command: Command): void {
-  commands[name] = command;
-}
-
-function topHelp(): string {
-  const width = Math.max(...Object.keys(commands).map((n) => n.length));
-  return [
-    `sluice ${VERSION}: Kafka to an upstream HTTP service, safely, with an audit trail`,
-    "",
-    "Usage: sluice <command> [options]",
-    "",
-    "Commands:",
-    ...Object.entries(commands).map(([n, c]) => `  ${n.padEnd(width)}  ${c.summary}`),
-    "",
-    "Options:",
-    "  -h, --help     Show help (also after a command: sluice start --help)",
-    "  -V, --version  Print the version",
-    "",
-    "Running instances are reached at $SLUICE_URL (default http://127.0.0.1:$SLUICE_HTTP_PORT),",
-    "with $SLUICE_CONTROL_TOKEN as bearer token when set.",
-  ].join("\n");
-}
-
-registerCommand("start", {
-  summary: "Run the pipeline (embedded Kafka/S3/upstream when not configured)",
-  usage: [
-    "Usage: sluice start [--print-config]",
-    "",
-    "  --print-config  Print the effective configuration (secrets masked) and exit",
-    "",
-    "Configuration comes from the environment:",
-    ...(CONFIG_SCHEMA.map((s) => `  ${s.env.padEnd(32)} ${s.doc}`)),
-  ].join("\n"),
-  async run(args) {
-    const { values } = parseOptions(args, { "print-config": { type: "boolean" } });
-    const config = loadConfig();
-    if (values["print-config"]) {
-      console.log(JSON.stringify(describeConfig(config), null, 2));
-      return 0;
-    }
-    const { runSluice } = await import("./supervisors/sluice.ts");
-    return await runSluice(config);
-  },
-});
-
-for (const [name, command] of Object.entries(httpCommands)) registerCommand(name, command);
-registerCommand("produce", produceCommand);
-registerCommand("audit", auditCommand);
-registerCommand("replay", replayCommand);
-registerCommand("dlq", dlqCommand);
+export { registerCommand, VERSION } from "./supervisors/cli/mod.ts";
 
 /** A configuration error anywhere in `e`'s cause chain (a child that could not start for it). */
 function configErrorIn(e: unknown): ConfigError | undefined {

@@ -1,6 +1,5 @@
 /**
  * The HTTP surface of sluice: `createApp(deps)` builds the Hono app,
- * `serveApp(app, opts)` serves it, `httpCommands` are the CLI commands
  * that call it. `AppDeps` (deps.ts) is what the pipeline implements.
  *
  * @module
@@ -11,5 +10,4 @@ export type { RunningServer, ServeOptions } from "./server.ts";
 export { HttpError } from "./errors.ts";
 export { WsHub } from "./ws_hub.ts";
 export { Inspector } from "./inspector.ts";
-export { httpCommands } from "./cli_commands.ts";
 export type * from "./deps.ts";

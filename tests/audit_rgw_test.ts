@@ -132,7 +132,7 @@ Deno.test("audit report reads a fixture back from RGW and from the fs store alik
     // The CLI, with the store taken from the environment.
     const { s3 } = infra();
     const code = `import { auditCommand } from ${
-      JSON.stringify(new URL("../actors/audit/report.ts", import.meta.url).href)
+      JSON.stringify(new URL("../supervisors/cli/audit.ts", import.meta.url).href)
     };
       Deno.exit(await auditCommand.run(Deno.args));`;
     const out = await new Deno.Command(Deno.execPath(), {

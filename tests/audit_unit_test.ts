@@ -7,14 +7,9 @@
 import assert from "node:assert/strict";
 import { type AuditStore, encodeBatch, FsAuditStore, hourPrefix } from "../actors/audit/store.ts";
 import type { AuditEvent } from "../actors/audit/event.ts";
-import {
-  auditCommand,
-  buildReport,
-  parseTime,
-  renderMarkdown,
-  windowPrefixes,
-} from "../actors/audit/report.ts";
-import { UsageError } from "../supervisors/cli.ts";
+import { buildReport, parseTime, renderMarkdown, windowPrefixes } from "../actors/audit/report.ts";
+import { UsageError } from "../supervisors/cli/common.ts";
+import { auditCommand } from "../supervisors/cli/audit.ts";
 import {
   FIXTURE_EXPECTED,
   FIXTURE_FROM,
@@ -184,7 +179,7 @@ Deno.test("auditCommand prints the report of the local store as JSON and Markdow
     await putGrouped(store, "00000003", mixedFixture());
     const run = async (format: string) => {
       const code = `import { auditCommand } from ${
-        JSON.stringify(new URL("../actors/audit/report.ts", import.meta.url).href)
+        JSON.stringify(new URL("../supervisors/cli/audit.ts", import.meta.url).href)
       };
         Deno.exit(await auditCommand.run(Deno.args));`;
       const out = await new Deno.Command(Deno.execPath(), {

@@ -11,7 +11,7 @@ import { createProduceCommand } from "../supervisors/cli/produce.ts";
 import { listActors } from "../actors/runtime/registry.ts";
 import type { SourceRecord } from "../actors/record/record.ts";
 import type { LogClient, LogProducer } from "../actors/log/port.ts";
-import { UsageError } from "../supervisors/cli.ts";
+import { UsageError } from "../supervisors/cli/common.ts";
 import { loadConfig } from "../supervisors/config.ts";
 
 const decoder = new TextDecoder();

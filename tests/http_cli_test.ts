@@ -8,10 +8,10 @@ import {
   inspectCommand,
   resumeCommand,
   statusCommand,
-} from "../http/cli_commands.ts";
+} from "../supervisors/cli/instance.ts";
 import { serveApp } from "../http/server.ts";
 import { fakeDeps } from "../http/testing.ts";
-import { InstanceError, UsageError } from "../supervisors/cli.ts";
+import { InstanceError, UsageError } from "../supervisors/cli/common.ts";
 
 const TOKEN = "cli-token";
 

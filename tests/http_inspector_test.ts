@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { assign, setup } from "xstate";
 import { spawnActor, stopActor } from "../actors/runtime/registry.ts";
 import { closeApp, createApp } from "../http/app.ts";
-import { formatTree } from "../http/cli_commands.ts";
+import { formatTree } from "../supervisors/cli/instance.ts";
 import { type ActorTree, formatState, type InspectMessage, Inspector } from "../http/inspector.ts";
 import { serveApp } from "../http/server.ts";
 import { fakeDeps } from "../http/testing.ts";

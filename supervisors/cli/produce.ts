@@ -13,7 +13,7 @@
  *
  * @module
  */
-import { type Command, parseOptions, UsageError } from "../cli.ts";
+import { type Command, parseOptions, UsageError } from "./common.ts";
 import { type Config, loadConfig } from "../config.ts";
 import { createEmbeddedLog, embeddedLogDir } from "../../actors/log/embedded/log.ts";
 import { startLoadGenerator } from "../../actors/local/load_generator.ts";
@@ -191,5 +191,5 @@ export function createProduceCommand(deps: ProduceDeps = {}): Command {
   };
 }
 
-/** `sluice produce` with the default dependencies (register it in `main.ts`). */
+/** `sluice produce` with the default dependencies (registered in `supervisors/cli/mod.ts`). */
 export const produceCommand: Command = createProduceCommand();

@@ -1,6 +1,6 @@
 /**
  * CLI of the replay driver and the dead-letter store (registered in
- * `main.ts`), talking to a running instance over HTTP:
+ * `supervisors/cli/mod.ts`), talking to a running instance over HTTP:
  *
  * ```
  * sluice replay --topic T --from TIME --to TIME [--rate N] [--partitions 0,1] [--detach]
@@ -29,7 +29,7 @@ import {
   terminalJson,
   terminalSafe,
   UsageError,
-} from "../cli.ts";
+} from "./common.ts";
 
 /** The fields of a progress answer the CLI shows. */
 interface Progress {

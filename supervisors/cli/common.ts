@@ -1,7 +1,7 @@
 /**
  * Shared pieces of the CLI: the command shape, usage errors, strict option
  * parsing, and the client that talks to a running instance over HTTP.
- * Commands live beside the code they drive and are registered in `main.ts`.
+ * Each command has its file in this folder and is registered in `mod.ts`.
  *
  * @module
  */

@@ -1,12 +1,12 @@
 /**
  * CLI commands that talk to a running instance over HTTP: `status`, `drain`,
- * `resume`, `inspect`. `main.ts` registers them. An unreachable instance
+ * `resume`, `inspect`. `mod.ts` registers them. An unreachable instance
  * surfaces as `InstanceError` (main prints it and exits 1).
  *
  * @module
  */
-import { callInstance, type Command, parseOptions, UsageError } from "../supervisors/cli.ts";
-import type { ActorNode, ActorTree } from "./inspector.ts";
+import { callInstance, type Command, parseOptions, UsageError } from "./common.ts";
+import type { ActorNode, ActorTree } from "../../http/inspector.ts";
 
 function noPositionals(positionals: string[]): void {
   if (positionals.length > 0) throw new UsageError(`unexpected argument: ${positionals[0]}`);
