@@ -5,8 +5,9 @@
  * actor registry excepted, through `WsHub` and `Inspector`).
  *
  * Every method may return a value or a promise. Implementations may throw
- * `HttpError` (from `http/errors.ts`) to choose the answer's status; any
- * other error becomes a 500.
+ * `HttpError` (from `http/errors.ts`) to choose the answer's status, or a
+ * domain error (`actors/runtime/errors.ts`), which `http/errors.ts` maps to
+ * its status; any other error becomes a 500.
  *
  * @module
  */
@@ -16,6 +17,15 @@ import type { DashboardHistory } from "./history.ts";
 import type { Inspector } from "./inspector.ts";
 import type { WsHub } from "./ws_hub.ts";
 import type { FailureReason } from "../actors/audit/event.ts";
+import type {
+  DlqBulkReplayRequest,
+  DlqPage,
+  DlqQuery,
+  ReplayRequest,
+  ReplayStart,
+} from "../actors/replay/types.ts";
+
+export type { DlqBulkReplayRequest, DlqPage, DlqQuery, ReplayRequest, ReplayStart };
 
 /** A value or a promise of it. */
 export type Awaitable<T> = T | Promise<T>;
@@ -71,19 +81,6 @@ export interface ControlApi {
   status(): Awaitable<StatusSummary>;
 }
 
-/** Body of `POST /control/replay`, validated. */
-export interface ReplayRequest {
-  topic: string;
-  /** Window start, inclusive, epoch milliseconds. */
-  from: number;
-  /** Window end, exclusive, epoch milliseconds; always > `from`. */
-  to: number;
-  /** Records per second, > 0; absent: the driver's default. */
-  rate?: number;
-  /** Partitions to replay; absent: every partition of the topic. */
-  partitions?: number[];
-}
-
 /** Progress of one replay (`GET /control/replay/:id`). */
 export interface ReplayProgress {
   id: string;
@@ -93,11 +90,6 @@ export interface ReplayProgress {
   /** Records replayed, skipped as duplicates, total in the window when known, ... */
   [key: string]: unknown;
 }
-
-/** Answer of {@link ReplayApi.start}: `conflict` becomes a 409. */
-export type ReplayStart =
-  | { status: "started"; id: string }
-  | { status: "conflict"; runningId: string };
 
 /** The replay driver (`/control/replay`). */
 export interface ReplayApi {
@@ -109,46 +101,8 @@ export interface ReplayApi {
   cancel(id: string): Awaitable<ReplayProgress | undefined>;
 }
 
-/** Query of `GET /dlq`, validated. */
-export interface DlqQuery {
-  /** Original topic; absent: every topic. */
-  topic?: string;
-  /** 1..1000, default 100. */
-  limit: number;
-  /** Opaque cursor from a previous page's `next_cursor`. */
-  cursor?: string;
-  /** `failure_reason`; absent: every reason. */
-  reason?: FailureReasonName;
-  /** Dead-lettered at or after (epoch ms). */
-  from?: number;
-  /** Dead-lettered before (epoch ms). */
-  to?: number;
-  /** `oldest` first (default) or `newest` first (the dashboard's panel). */
-  order?: "oldest" | "newest";
-  /** Cut `original_payload` to this many characters (`original_payload_truncated`, `original_payload_length`). */
-  payloadLimit?: number;
-}
-
 /** A dead-letter `failure_reason` (README, Internals). */
 export type FailureReasonName = FailureReason;
-
-/** Body of `POST /dlq/replay` (bulk), validated: every filter optional. */
-export interface DlqBulkReplayRequest {
-  topic?: string;
-  reason?: FailureReasonName;
-  /** Dead-lettered at or after (epoch ms). */
-  from?: number;
-  /** Dead-lettered before (epoch ms). */
-  to?: number;
-  /** Records per second, > 0; absent: the replay default. */
-  rate?: number;
-}
-
-/** One page of dead letters (items are DESIGN §3 dead letters). */
-export interface DlqPage {
-  items: Array<Record<string, unknown>>;
-  next_cursor?: string;
-}
 
 /** The dead-letter store (`/dlq`). */
 export interface DlqApi {

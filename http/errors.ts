@@ -5,7 +5,10 @@
  * app's single `onError`) turns it into `{error: {code, message}}` with its
  * status. Any other error is a 500 whose detail stays in the log.
  * Implementations of `AppDeps` may throw `HttpError` too, to pick a status
- * (e.g. 409 when a drain is asked during shutdown).
+ * (e.g. 409 when a drain is asked during shutdown). Domain errors
+ * (`SluiceError` of `actors/runtime/errors.ts`, with a `kind`, a `code` and
+ * `retriable`) are mapped to statuses here, in {@link toHttpError}, and
+ * nowhere else.
  *
  * @module
  */
@@ -13,6 +16,7 @@ import type { Context, Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { logger } from "../actors/runtime/logger.ts";
+import { type ErrorKind, SluiceError } from "../actors/runtime/errors.ts";
 
 const log = logger("http");
 
@@ -54,6 +58,27 @@ const CODE_BY_STATUS: Record<number, string> = {
   503: "unavailable",
 };
 
+/** The HTTP status of each kind of domain error: the one place they are mapped. */
+const STATUS_BY_KIND: Record<ErrorKind, ContentfulStatusCode> = {
+  invalid: 422,
+  not_found: 404,
+  unavailable: 503,
+  timeout: 504,
+};
+
+/**
+ * The HTTP answer of an error: itself for an {@link HttpError}, the mapped
+ * status with the error's own code and message for a domain error, else
+ * undefined (the caller decides, e.g. a 500).
+ */
+export function toHttpError(err: unknown): HttpError | undefined {
+  if (err instanceof HttpError) return err;
+  if (err instanceof SluiceError) {
+    return new HttpError(STATUS_BY_KIND[err.kind], err.code, err.message);
+  }
+  return undefined;
+}
+
 /** Builds the JSON error answer. */
 export function errorResponse(c: Context, err: HttpError): Response {
   for (const [k, v] of Object.entries(err.headers)) c.header(k, v);
@@ -63,7 +88,8 @@ export function errorResponse(c: Context, err: HttpError): Response {
 
 /** The app's `onError`: every failure becomes `{error: {code, message}}`. */
 export function errorHandler(err: Error, c: Context): Response {
-  if (err instanceof HttpError) return errorResponse(c, err);
+  const mapped = toHttpError(err);
+  if (mapped) return errorResponse(c, mapped);
   if (isClientAbort(err)) {
     // The client went away mid-body: nobody reads this answer, and it is no server fault.
     log.debug("client closed the connection mid-request", {

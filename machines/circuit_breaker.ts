@@ -4,16 +4,16 @@
  * opossum decides (failure percentage over a rolling window, reset timer, one
  * half-open probe); this machine mirrors its `open`, `halfOpen` and `close`
  * events (`OPENED`, `HALF_OPENED`, `CLOSED`) so the inspector and the
- * dashboard see the breaker like every other actor. On each change it sets
- * the `circuit_state` gauge (0 closed, 1 half-open, 2 open) and publishes
- * `circuit.changed`; both are named actions, replaceable with
- * `machine.provide(...)` in tests.
+ * dashboard see the breaker like every other actor. On each change it runs
+ * the named action `report` (and `reportInitial` on start); here they do
+ * nothing: `actors/pipeline/circuit_breaker.ts` binds them with
+ * `machine.provide(...)` to the `circuit_state` gauge (0 closed, 1
+ * half-open, 2 open) and the `circuit.changed` event, so this machine
+ * imports no runtime singleton.
  *
  * @module
  */
 import { assign, setup } from "xstate";
-import { publishEvent } from "../actors/runtime/events.ts";
-import { circuitState } from "../actors/runtime/metrics.ts";
 
 /** What happens to records while the breaker is open. */
 export type BreakerPolicy = "pause" | "dlq";
@@ -51,14 +51,13 @@ export const circuitBreakerMachine = setup({
     events: {} as CircuitBreakerEvent,
   },
   actions: {
-    report: (_, params: { from: keyof typeof CIRCUIT_GAUGE; to: keyof typeof CIRCUIT_GAUGE }) => {
-      circuitState.set(CIRCUIT_GAUGE[params.to]);
-      publishEvent(
-        "circuit.changed",
-        params.to === "open" ? "warn" : "info",
-        { from: params.from, to: params.to },
-      );
-    },
+    /** A change of state; bound by the actor that runs the machine. */
+    report: (
+      _,
+      _params: { from: keyof typeof CIRCUIT_GAUGE; to: keyof typeof CIRCUIT_GAUGE },
+    ) => {},
+    /** The state on start (`closed`); bound by the actor that runs the machine. */
+    reportInitial: () => {},
     stamp: assign({ changedAt: () => new Date().toISOString() }),
     countOpen: assign({ opens: ({ context }) => context.opens + 1 }),
   },
@@ -66,7 +65,7 @@ export const circuitBreakerMachine = setup({
   id: "circuitBreaker",
   context: ({ input }) => ({ policy: input?.policy ?? "pause", opens: 0, changedAt: null }),
   initial: "closed",
-  entry: () => circuitState.set(CIRCUIT_GAUGE.closed),
+  entry: "reportInitial",
   states: {
     closed: {
       on: {

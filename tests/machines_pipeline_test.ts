@@ -7,6 +7,7 @@ import { createActor } from "xstate";
 import { partitionConsumerMachine } from "../machines/partition_consumer.ts";
 import { rateLimiterMachine } from "../machines/rate_limiter.ts";
 import { circuitBreakerMachine } from "../machines/circuit_breaker.ts";
+import { reportingCircuitBreakerMachine } from "../actors/pipeline/circuit_breaker.ts";
 import { type SluiceEvent, subscribeEvents } from "../actors/runtime/events.ts";
 import { registry } from "../actors/runtime/metrics.ts";
 
@@ -105,13 +106,13 @@ async function gauge(): Promise<number> {
   return m.values[0].value;
 }
 
-Deno.test("circuitBreakerMachine mirrors closed → open → halfOpen → closed with gauge and events", async () => {
+Deno.test("the breaker mirror bound to the runtime: closed → open → halfOpen → closed with gauge and events", async () => {
   const seen: SluiceEvent[] = [];
   const unsubscribe = subscribeEvents((e) => {
     if (e.type === "circuit.changed") seen.push(e);
   });
   try {
-    const a = createActor(circuitBreakerMachine, { input: { policy: "dlq" } });
+    const a = createActor(reportingCircuitBreakerMachine, { input: { policy: "dlq" } });
     a.start();
     assert.equal(a.getSnapshot().value, "closed");
     assert.equal(await gauge(), 0);

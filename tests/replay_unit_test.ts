@@ -17,7 +17,8 @@ import { replayEta, ReplayManager } from "../actors/replay/replay.ts";
 import type { LogClient } from "../actors/log/port.ts";
 import { formatDlqTable, formatProgress } from "../supervisors/cli/replay.ts";
 import { replayDriverMachine, zeroCounts } from "../machines/replay_driver.ts";
-import { HttpError } from "../http/errors.ts";
+import { toHttpError } from "../http/errors.ts";
+import { SluiceError } from "../actors/runtime/errors.ts";
 import { parseDlqBulk, parseDlqQuery, parseReplay } from "../http/validate.ts";
 
 Deno.test("replay machine: planning → running ⇄ paused (reasons) → done; cancel and fail are final", () => {
@@ -277,8 +278,10 @@ Deno.test("replay driver: clear errors, one replay per topic, rate, cancel with 
       try {
         await p;
       } catch (e) {
-        assert.ok(e instanceof HttpError);
-        return `${e.status} ${e.message}`;
+        assert.ok(e instanceof SluiceError, "a domain error, not an HTTP one");
+        const h = toHttpError(e);
+        assert.ok(h);
+        return `${h.status} ${h.message}`;
       }
       throw new Error("expected an error");
     };

@@ -68,11 +68,16 @@ export function auditKey(topic: string, partition: number, offset: string): stri
   return `${topic}/${partition}/${offset}`;
 }
 
-/** True for a broker's refusal of a message for its size. */
+/**
+ * True for a broker's refusal of a message for its size: the kafkajs error
+ * type on the error or its causes (never its message).
+ */
 function isTooLarge(e: unknown): boolean {
-  const t = (e as { type?: unknown })?.type;
-  return t === "MESSAGE_TOO_LARGE" || t === "RECORD_LIST_TOO_LARGE" ||
-    /too large/i.test((e as Error)?.message ?? "");
+  for (let c = e, n = 0; c && n < 5; c = (c as { cause?: unknown }).cause, n++) {
+    const t = (c as { type?: unknown }).type;
+    if (t === "MESSAGE_TOO_LARGE" || t === "RECORD_LIST_TOO_LARGE") return true;
+  }
+  return false;
 }
 
 /**

@@ -24,6 +24,7 @@ import process from "node:process";
 import { logger } from "../runtime/logger.ts";
 import type { SourceRecord } from "../record/record.ts";
 import { kafkaRebalancesTotal } from "../runtime/metrics.ts";
+import { UnknownTopicError } from "../runtime/errors.ts";
 import type {
   Batch,
   BatchHandler,
@@ -226,17 +227,42 @@ class KafkaAdmin implements LogAdmin {
       waitForLeaders: true,
     });
   }
+  /**
+   * The error to throw for a failed call on `topic`: {@link UnknownTopicError}
+   * when the broker says the topic is unknown (kafkajs error type
+   * `UNKNOWN_TOPIC_OR_PARTITION`) or the topic is not listed, else `e`.
+   */
+  async #typed(topic: string, e: unknown): Promise<unknown> {
+    if (e instanceof UnknownTopicError) return e;
+    if ((e as { type?: unknown })?.type === "UNKNOWN_TOPIC_OR_PARTITION") {
+      return new UnknownTopicError(topic, { cause: e });
+    }
+    try {
+      if (!(await this.a.listTopics()).includes(topic)) {
+        return new UnknownTopicError(topic, { cause: e });
+      }
+    } catch {
+      // The broker is unreachable: the original error says more.
+    }
+    return e;
+  }
   async partitions(topic: string): Promise<number[]> {
     const existing = await this.a.listTopics();
-    if (!existing.includes(topic)) throw new Error(`Unknown topic: ${topic}`);
-    const md = await this.a.fetchTopicMetadata({ topics: [topic] });
-    return md.topics[0].partitions.map((p) => p.partitionId).sort((a, b) => a - b);
+    if (!existing.includes(topic)) throw new UnknownTopicError(topic);
+    try {
+      const md = await this.a.fetchTopicMetadata({ topics: [topic] });
+      return md.topics[0].partitions.map((p) => p.partitionId).sort((a, b) => a - b);
+    } catch (e) {
+      throw await this.#typed(topic, e);
+    }
   }
   async offsetsForTimes(topic: string, timestamp: number): Promise<PartitionOffset[]> {
     const [at, high] = await Promise.all([
       this.a.fetchTopicOffsetsByTimestamp(topic, timestamp),
       this.highWatermarks(topic),
-    ]);
+    ]).catch(async (e) => {
+      throw await this.#typed(topic, e);
+    });
     const highBy = new Map(high.map((h) => [h.partition, h.offset]));
     return at.map((o) => ({
       partition: o.partition,
@@ -244,7 +270,12 @@ class KafkaAdmin implements LogAdmin {
     }));
   }
   async highWatermarks(topic: string): Promise<PartitionOffset[]> {
-    const offs = await this.a.fetchTopicOffsets(topic);
+    let offs;
+    try {
+      offs = await this.a.fetchTopicOffsets(topic);
+    } catch (e) {
+      throw await this.#typed(topic, e);
+    }
     return offs.map((o) => ({ partition: o.partition, offset: o.high }));
   }
   async committed(groupId: string, topic: string): Promise<PartitionOffset[]> {

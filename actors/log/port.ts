@@ -9,9 +9,14 @@
  * partition; the handler commits the next offset to read when the records
  * before it are finished, and may pause the partition.
  *
+ * Both adapters throw {@link UnknownTopicError} (a domain error with a
+ * `code` and `retriable`) for a topic the log does not have, so callers test
+ * the type, never the message.
+ *
  * @module
  */
 import type { SourceRecord } from "../record/record.ts";
+export { UnknownTopicError } from "../runtime/errors.ts";
 
 /** A topic-partition. */
 export interface TopicPartition {

@@ -43,9 +43,33 @@ import Opossum from "opossum";
 import type { Actor } from "xstate";
 import type { CircuitStateName } from "../record/record.ts";
 import { spawnActor, stopActor } from "../runtime/registry.ts";
-import { type BreakerPolicy, circuitBreakerMachine } from "../../machines/circuit_breaker.ts";
+import { publishEvent } from "../runtime/events.ts";
+import { circuitState } from "../runtime/metrics.ts";
+import {
+  type BreakerPolicy,
+  CIRCUIT_GAUGE,
+  circuitBreakerMachine,
+} from "../../machines/circuit_breaker.ts";
 
 export type { BreakerPolicy } from "../../machines/circuit_breaker.ts";
+
+/**
+ * The breaker mirror bound to the runtime: each change sets the
+ * `circuit_state` gauge and publishes `circuit.changed` (warn when it opens).
+ */
+export const reportingCircuitBreakerMachine = circuitBreakerMachine.provide({
+  actions: {
+    report: (_, params) => {
+      circuitState.set(CIRCUIT_GAUGE[params.to]);
+      publishEvent(
+        "circuit.changed",
+        params.to === "open" ? "warn" : "info",
+        { from: params.from, to: params.to },
+      );
+    },
+    reportInitial: () => circuitState.set(CIRCUIT_GAUGE.closed),
+  },
+});
 
 /** Thrown by {@link CircuitBreaker.run} when the breaker refuses the call. */
 export class CircuitOpenError extends Error {
@@ -86,7 +110,7 @@ export interface CircuitBreaker {
   /** Current state (opossum's, which the actor mirrors). */
   readonly state: CircuitStateName;
   /** The mirror actor. */
-  readonly actor: Actor<typeof circuitBreakerMachine>;
+  readonly actor: Actor<typeof reportingCircuitBreakerMachine>;
   /**
    * Runs one call. `isFailure(result)` says whether a result counts as a
    * breaker failure; the result is returned either way. A thrown error counts
@@ -151,7 +175,7 @@ export function createCircuitBreaker(options: CircuitBreakerOptions = {}): Circu
   const changeWaiters = new Set<
     { resolve: (s: CircuitStateName) => void; reject: (e: unknown) => void }
   >();
-  const actor = spawnActor(circuitBreakerMachine, {
+  const actor = spawnActor(reportingCircuitBreakerMachine, {
     id,
     kind: "breaker",
     parentId: options.parentId,

@@ -61,8 +61,13 @@ import type { Processor } from "../pipeline/processor.ts";
 import type { SourceRecord } from "../record/record.ts";
 import { type ReplayManager, type ReplaySource, skippedDuplicateEvent } from "./replay.ts";
 import type { LogClient } from "../log/port.ts";
-import { HttpError } from "../../http/errors.ts";
-import type { DlqBulkReplayRequest, DlqPage, DlqQuery, ReplayStart } from "../../http/deps.ts";
+import {
+  TimeoutError,
+  UnavailableError,
+  UnknownTopicError,
+  ValidationError,
+} from "../runtime/errors.ts";
+import type { DlqBulkReplayRequest, DlqPage, DlqQuery, ReplayStart } from "./types.ts";
 
 const log = logger("dlq");
 
@@ -120,7 +125,7 @@ function decodeCursor(s: string): Cursor {
   } catch {
     // Falls through.
   }
-  throw new HttpError(422, "validation_error", "Invalid cursor: not a cursor of GET /dlq");
+  throw new ValidationError("Invalid cursor: not a cursor of GET /dlq");
 }
 
 function compare(a: Entry, c: Cursor): number {
@@ -142,7 +147,7 @@ function bounded(payload: string | null, limit: number | undefined): Record<stri
   };
 }
 
-/** The dead-letter store: {@link DlqApi} of `http/deps.ts` plus bulk replay. */
+/** The dead-letter store: list, replay one, and bulk replay (what the `/dlq` routes call). */
 export class DeadLetterStore {
   readonly #opts: DeadLetterStoreOptions;
   readonly #index = new Map<string, TopicIndex>();
@@ -172,8 +177,7 @@ export class DeadLetterStore {
       try {
         high = await admin.highWatermarks(dlqTopic);
       } catch (e) {
-        const msg = e instanceof Error ? e.message : String(e);
-        if (/unknown topic|does not exist|not exist|not host this topic/i.test(msg)) return;
+        if (e instanceof UnknownTopicError) return;
         throw e;
       }
       await Promise.all(high.map(async ({ partition, offset }) => {
@@ -326,8 +330,7 @@ export class DeadLetterStore {
       } as { id: string; status: string };
     }
     if (this.#opts.breaker?.state === "open") {
-      throw new HttpError(
-        503,
+      throw new UnavailableError(
         "circuit_open",
         "The circuit breaker is open: the upstream is failing; replay when it has recovered",
       );
@@ -338,8 +341,7 @@ export class DeadLetterStore {
     try {
       outcome = await processor.process(record, signal);
     } catch {
-      throw new HttpError(
-        504,
+      throw new TimeoutError(
         "replay_timeout",
         `The replay of ${dl.id} did not finish in time; nothing was recorded, try again`,
       );

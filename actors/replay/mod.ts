@@ -6,3 +6,4 @@
  */
 export * from "./dlq.ts";
 export * from "./replay.ts";
+export * from "./types.ts";

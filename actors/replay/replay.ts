@@ -84,8 +84,13 @@ import {
   replayStateName,
   zeroCounts,
 } from "../../machines/replay_driver.ts";
-import { HttpError } from "../../http/errors.ts";
-import type { ReplayRequest, ReplayStart } from "../../http/deps.ts";
+import {
+  SluiceError,
+  UnavailableError,
+  UnknownTopicError,
+  ValidationError,
+} from "../runtime/errors.ts";
+import type { ReplayRequest, ReplayStart } from "./types.ts";
 
 const log = logger("replay");
 const decoder = new TextDecoder();
@@ -368,7 +373,7 @@ class Replay {
 }
 
 /**
- * The replays of one instance: the {@link ReplayApi} of `http/deps.ts`
+ * The replays of one instance: what the control API's replay routes call
  * (`start`, `get`, `cancel`) plus {@link ReplayManager.startPlanned} (DLQ bulk
  * replays) and {@link ReplayManager.stopAll} (shutdown).
  */
@@ -401,51 +406,50 @@ export class ReplayManager {
   /**
    * Starts a window replay (`POST /control/replay`).
    *
-   * @throws {HttpError} 422 for a window in the future, an unknown partition
-   *   or a bad rate; 404 for an unknown topic; 503 when stopping.
+   * @throws {ValidationError} for a window in the future, an unknown partition
+   *   or a bad rate; {@link SluiceError} `unknown_topic` for an unknown topic;
+   *   {@link UnavailableError} when the log cannot be read or when stopping.
    */
   async start(req: ReplayRequest): Promise<ReplayStart> {
     const now = this.#now();
     const tolerance = this.#opts.futureToleranceMs ?? 5000;
     if (!(req.from < req.to)) {
-      throw new HttpError(422, "validation_error", "Invalid from: must be before to");
+      throw new ValidationError("Invalid from: must be before to");
     }
     if (req.from > now) {
-      throw new HttpError(
-        422,
-        "validation_error",
+      throw new ValidationError(
         `Invalid from: ${new Date(req.from).toISOString()} is in the future`,
       );
     }
     if (req.to > now + tolerance) {
-      throw new HttpError(
-        422,
-        "validation_error",
+      throw new ValidationError(
         `Invalid to: ${
           new Date(req.to).toISOString()
         } is in the future (a replay reads records already written; use now)`,
       );
     }
     if (req.rate !== undefined && !(req.rate > 0 && Number.isFinite(req.rate))) {
-      throw new HttpError(422, "validation_error", "Invalid rate: must be a number > 0");
+      throw new ValidationError("Invalid rate: must be a number > 0");
     }
     const admin = await this.#opts.log.admin();
     let all: number[];
     try {
       all = await admin.partitions(req.topic);
     } catch (e) {
-      const msg = e instanceof Error ? e.message : String(e);
-      if (/unknown topic|does not exist|not exist/i.test(msg)) {
-        throw new HttpError(404, "unknown_topic", `Unknown topic: ${req.topic}`);
+      if (e instanceof UnknownTopicError) {
+        throw new SluiceError("not_found", "unknown_topic", `Unknown topic: ${req.topic}`, {
+          cause: e,
+        });
       }
-      throw new HttpError(503, "log_unavailable", `Cannot read topic ${req.topic}: ${msg}`);
+      const msg = e instanceof Error ? e.message : String(e);
+      throw new UnavailableError("log_unavailable", `Cannot read topic ${req.topic}: ${msg}`, {
+        cause: e,
+      });
     }
     const partitions = req.partitions ?? all;
     for (const p of partitions) {
       if (!all.includes(p)) {
-        throw new HttpError(
-          422,
-          "validation_error",
+        throw new ValidationError(
           `Invalid partitions: topic ${req.topic} has no partition ${p} (it has ${all.join(",")})`,
         );
       }
@@ -493,7 +497,7 @@ export class ReplayManager {
    */
   startPlanned(spec: PlannedReplay): ReplayStart {
     if (this.#stopped) {
-      throw new HttpError(503, "shutting_down", "Replays are stopped: sluice is shutting down");
+      throw new UnavailableError("shutting_down", "Replays are stopped: sluice is shutting down");
     }
     const runningId = this.#running.get(spec.key);
     if (runningId) return { status: "conflict", runningId };

@@ -13,3 +13,4 @@ export * from "./metrics.ts";
 export * from "./redact.ts";
 export * from "./registry.ts";
 export * from "./tracing.ts";
+export * from "./errors.ts";

@@ -56,6 +56,7 @@ import type {
   TopicPartition,
 } from "../port.ts";
 import { syncDir, writeAll } from "../../runtime/durable_fs.ts";
+import { UnknownTopicError } from "../../runtime/errors.ts";
 
 const log = logger("embedded-log");
 const encoder = new TextEncoder();
@@ -79,13 +80,8 @@ export interface EmbeddedLogOptions {
   cachedSegments?: number;
 }
 
-/** The error for a topic the log does not have. */
-export class UnknownTopicError extends Error {
-  override name = "UnknownTopicError";
-  constructor(readonly topic: string) {
-    super(`unknown topic: ${topic}`);
-  }
-}
+/** The error for a topic the log does not have (the port's typed error, `actors/runtime/errors.ts`). */
+export { UnknownTopicError };
 
 /** The error when another process holds the log directory. */
 export class LogLockedError extends Error {
