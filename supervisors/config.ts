@@ -5,7 +5,7 @@
  * a type, a default and a one-line doc. {@link loadConfig} reads the
  * environment, reports every problem at once in a {@link ConfigError}, and
  * returns a frozen {@link Config}. The README's configuration table is checked
- * against {@link CONFIG_SCHEMA} by `tests/config_test.ts`.
+ * against {@link CONFIG_SCHEMA} by `tests/unit/config_test.ts`.
  *
  * The config lives beside the supervisor tree because the tree is what is
  * built from it: every actor receives its slice of the config from there.

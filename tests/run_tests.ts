@@ -7,7 +7,7 @@
  *
  * ```
  * deno task test                       # every tests/**\/*_test.ts
- * deno task test tests/smoke_test.ts   # some files
+ * deno task test tests/infra/smoke_test.ts   # some files
  * deno task test --hold                # start the infrastructure and wait (for development):
  *                                      # run tests from another shell with the printed SLUICE_TEST_STATE
  * deno task test --no-infra tests/x_test.ts   # files that need no Kafka or Ceph

@@ -5,7 +5,7 @@
  *
  * ```
  * deno task bench                     # starts Kafka + RGW itself, stops them at the end (also on Ctrl-C)
- * deno task bench --quick             # tiny sizes (what CI runs, through tests/bench_quick_test.ts)
+ * deno task bench --quick             # tiny sizes (what CI runs, through tests/infra/bench_quick_test.ts)
  * deno task bench --out path.json     # default ./bench-results.json
  * deno task bench --only cost         # only the scenarios whose name contains "cost"
  * SLUICE_TEST_STATE=… deno task bench # reuse running infrastructure (deno task test --hold, or the runner)

@@ -6,6 +6,7 @@
  * @module
  */
 import { Kafka, logLevel } from "kafkajs";
+import { waitFor } from "../harness/procs.ts";
 
 /** Partitions of every benchmark topic. */
 export const PARTITIONS = 6;
@@ -256,11 +257,7 @@ export async function until(
   what: string,
   intervalMs = 50,
 ): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await pred())) {
-    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
+  await waitFor(pred, { timeoutMs, intervalMs, message: what });
 }
 
 /** What the benchmark ran on. */
