@@ -78,6 +78,8 @@ interface UpgradedSocket {
   close(code?: number, reason?: string): void;
   addEventListener(type: "close", listener: () => void): void;
   on(event: "error", fn: (e: Error) => void): void;
+  /** ws's underlying net.Socket (ws 8 keeps it as `_socket`); used only to cork writes. */
+  readonly _socket?: { cork(): void; uncork(): void };
 }
 
 /** What a handler finds in `c.env` when served by {@link serveApp}. */
@@ -114,6 +116,8 @@ export function acceptWebSocket(c: Context): { socket: SocketLike; response: Res
     send: (data: string) => ws.send(encodeOnce(data), { binary: false }),
     close: (code?: number, reason?: string) => ws.close(code, reason),
     addEventListener: (type: "close", listener: () => void) => ws.addEventListener(type, listener),
+    cork: () => ws._socket?.cork(),
+    uncork: () => ws._socket?.uncork(),
   };
   return { socket, response: new Response(null, { status: 200 }) };
 }
