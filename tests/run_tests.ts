@@ -82,11 +82,12 @@ async function reapLeftovers(): Promise<number> {
 }
 
 let state: InfraState | undefined;
-let child: Deno.ChildProcess | undefined;
+/** The `deno test` runs in progress (killed, with their process groups, on Ctrl-C). */
+const children = new Set<Deno.ChildProcess>();
 let stopping = false;
 
 async function cleanup(): Promise<number> {
-  if (child) {
+  for (const child of children) {
     try {
       Deno.kill(-child.pid, "SIGTERM");
     } catch {
@@ -147,34 +148,93 @@ async function main(): Promise<number> {
   return await runTests(files, env);
 }
 
-async function runTests(files: string[], env: Record<string, string>): Promise<number> {
-  say(`running ${files.length} test files`);
-  child = new Deno.Command("setsid", {
+/**
+ * Files that measure throughput or wall-clock rates of a whole process: they
+ * run alone, after the two lanes, so another lane's load cannot move their
+ * figures.
+ */
+const EXCLUSIVE = ["e2e/http_load_test.ts", "e2e/embedded_load_test.ts"];
+
+/**
+ * The files in up to three runs of `deno test`: the `infra/` files in one
+ * lane, the others (unit, e2e: they need no Kafka or Ceph, so a broker or RGW
+ * restarted by an infra test cannot touch them) in a second lane running at
+ * the same time, then the {@link EXCLUSIVE} files alone. Most infra tests
+ * wait on the broker, the upstream's pace or outages of fixed length, so the
+ * two lanes share the two cores without slowing each other much.
+ */
+export function lanes(files: string[]): { together: Record<string, string[]>; alone: string[] } {
+  const alone = files.filter((f) => EXCLUSIVE.some((e) => f.endsWith(e)));
+  const rest = files.filter((f) => !alone.includes(f));
+  const infra = rest.filter((f) => /(^|\/)infra\//.test(f));
+  const local = rest.filter((f) => !infra.includes(f));
+  const together: Record<string, string[]> = {};
+  if (infra.length > 0) together.infra = infra;
+  if (local.length > 0) together.local = local;
+  return { together, alone };
+}
+
+interface LaneResult {
+  passed: number;
+  failed: number;
+  ok: boolean;
+}
+
+/** Runs `deno test` on `files`, each output line prefixed with `[name]`. */
+async function runLane(
+  name: string,
+  files: string[],
+  env: Record<string, string>,
+): Promise<LaneResult> {
+  say(`lane ${name}: ${files.length} test files`);
+  const c = new Deno.Command("setsid", {
     args: [Deno.execPath(), "test", "--allow-all", ...files],
     env,
     stdout: "piped",
-    stderr: "inherit",
+    stderr: "piped",
     stdin: "null",
   }).spawn();
-  let passed = 0, failed = 0, summary = false, buffered = "";
-  const decoder = new TextDecoder();
-  for await (const chunk of child.stdout) {
-    const text = decoder.decode(chunk, { stream: true });
-    await Deno.stdout.write(chunk);
-    buffered = (buffered + text).slice(-4000);
-  }
-  const status = await child.status;
-  child = undefined;
+  children.add(c);
+  let tail = "";
+  const pump = async (stream: ReadableStream<Uint8Array>, out: typeof Deno.stdout) => {
+    const decoder = new TextDecoder();
+    let pending = "";
+    const enc = new TextEncoder();
+    for await (const chunk of stream) {
+      pending += decoder.decode(chunk, { stream: true });
+      const lines = pending.split("\n");
+      pending = lines.pop() ?? "";
+      if (lines.length === 0) continue;
+      const text = lines.map((l) => `[${name}] ${l}\n`).join("");
+      if (out === Deno.stdout) tail = (tail + lines.join("\n") + "\n").slice(-4000);
+      await out.write(enc.encode(text));
+    }
+    if (pending) await out.write(enc.encode(`[${name}] ${pending}\n`));
+  };
+  await Promise.all([pump(c.stdout, Deno.stdout), pump(c.stderr, Deno.stderr)]);
+  const status = await c.status;
+  children.delete(c);
   // deno test ends with "ok | 12 passed (3 steps) | 0 failed (1m2s)" or "FAILED | ...".
-  const plain = buffered.replace(new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*m`, "g"), "");
+  const plain = tail.replace(new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*m`, "g"), "");
   const m = /(?:ok|FAILED) \| (\d+) passed(?: \(\d+ steps?\))? \| (\d+) failed/.exec(plain);
-  if (m) {
-    passed = Number(m[1]);
-    failed = Number(m[2]);
-    summary = true;
-  }
-  if (!summary && !status.success) failed = Math.max(failed, 1);
-  if (!status.success && state) {
+  const passed = m ? Number(m[1]) : 0;
+  let failed = m ? Number(m[2]) : 0;
+  if (!m && !status.success) failed = Math.max(failed, 1);
+  say(`lane ${name} done: ${passed} passed, ${failed} failed`);
+  return { passed, failed, ok: status.success };
+}
+
+async function runTests(files: string[], env: Record<string, string>): Promise<number> {
+  say(`running ${files.length} test files`);
+  const { together, alone } = lanes(files);
+  const results = await Promise.all(
+    Object.entries(together).map(([name, l]) => runLane(name, l, env)),
+  );
+  if (alone.length > 0) results.push(await runLane("alone", alone, env));
+  const passed = results.reduce((a, r) => a + r.passed, 0);
+  let failed = results.reduce((a, r) => a + r.failed, 0);
+  const success = results.every((r) => r.ok);
+  if (!success && state) {
     say("tests failed: infrastructure log tails follow");
     console.log(logTails(state));
   }
@@ -182,7 +242,7 @@ async function runTests(files: string[], env: Record<string, string>): Promise<n
   if (left > 0) failed += 1;
   say(`done in ${((Date.now() - started) / 1000).toFixed(0)} s`);
   console.log(`${passed} passed, ${failed} failed`);
-  return status.success && left === 0 && failed === 0 ? 0 : 1;
+  return success && left === 0 && failed === 0 ? 0 : 1;
 }
 
 Deno.exit(await main());
