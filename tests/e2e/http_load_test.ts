@@ -187,12 +187,14 @@ Deno.test("200 WebSocket clients, 60 never reading, at a load that makes them dr
       timeoutMs: 20_000,
       message: "200 WebSocket clients connected",
     });
-    let dropped = 0, heapAtPeak = 0;
+    let dropped = 0, heapAtPeak = 0, heapTotalAtPeak = 0, externalAtPeak = 0;
     while (Date.now() - t0 < seconds * 1000 - 2000) {
       const rss = rssMb(pid);
       if (rss > peak) {
         peak = rss;
         heapAtPeak = (await p.metric("nodejs_heap_size_used_bytes")) / 2 ** 20;
+        heapTotalAtPeak = (await p.metric("nodejs_heap_size_total_bytes")) / 2 ** 20;
+        externalAtPeak = (await p.metric("nodejs_external_memory_bytes")) / 2 ** 20;
       }
       dropped = (await p.metric("ws_dropped_events_total")) - dropped0;
       await sleep(500);
@@ -202,6 +204,8 @@ Deno.test("200 WebSocket clients, 60 never reading, at a load that makes them dr
     console.log(
       `RSS idle ${idleRss.toFixed(0)} MB, peak ${peak.toFixed(0)} MB (JS heap used then ${
         heapAtPeak.toFixed(0)
+      } MB of ${heapTotalAtPeak.toFixed(0)} MB, external ${
+        externalAtPeak.toFixed(0)
       } MB) with 200 clients (60 never reading) ` +
         `over ${seconds} s; ${dropped} events dropped; readers got ${out.messages} messages on ${out.open} sockets; ` +
         `${delivered} records delivered (load ${rate} records/s)`,
