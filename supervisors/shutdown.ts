@@ -42,17 +42,34 @@ export const SHUTDOWN_PHASES = [
 export type ShutdownPhaseName = (typeof SHUTDOWN_PHASES)[number];
 
 /**
- * Default deadline of each canonical phase, in ms. They add up to 4.75 s,
- * inside DESIGN §5's "exit in < 5 s" target.
+ * Default deadline of each canonical phase, in ms: the README's shutdown
+ * table with the default configuration (`drain`, `close_consumer` and
+ * `flush_audit` are `SLUICE_SHUTDOWN_DRAIN_MS`, `_COMMIT_MS` and `_FLUSH_MS`;
+ * see {@link phaseDeadlines}). They add up to 37.25 s, under the 60 s of
+ * `terminationGracePeriodSeconds` in `compose/k8s/deployment.yaml`.
  */
 export const DEFAULT_PHASE_DEADLINES_MS: Readonly<Record<ShutdownPhaseName, number>> = {
-  stop_load: 500,
+  stop_load: 2_000,
   mark_not_ready: 250,
-  drain: 2_000,
-  close_consumer: 1_000,
-  flush_audit: 1_500,
-  stop_http: 500,
+  drain: 15_000,
+  close_consumer: 5_000,
+  flush_audit: 10_000,
+  stop_http: 5_000,
 };
+
+/** The deadline of each phase with the configured drain, commit and flush deadlines. */
+export function phaseDeadlines(config: {
+  shutdownDrainMs: number;
+  shutdownCommitMs: number;
+  shutdownFlushMs: number;
+}): Record<ShutdownPhaseName, number> {
+  return {
+    ...DEFAULT_PHASE_DEADLINES_MS,
+    drain: config.shutdownDrainMs,
+    close_consumer: config.shutdownCommitMs,
+    flush_audit: config.shutdownFlushMs,
+  };
+}
 
 /** One step of the protocol. */
 export interface ShutdownPhase {

@@ -53,6 +53,18 @@ export interface PipelineOptions {
   /** Parent actor id in the inspector tree; default `pipeline`. */
   parentId?: string;
   /**
+   * Parent id of a partition actor (by its id, `partition:<topic>:<n>`) in
+   * the inspector tree; default {@link PipelineOptions.parentId}. The tree
+   * (supervisors/tree.ts) makes each partition a child of the pipeline
+   * supervisor, so its actor sits under `pipeline/<actor id>`.
+   */
+  partitionParent?: (actorId: string) => string;
+  /**
+   * Called once a partition actor runs (on assignment), with its id; the
+   * actor stops on revocation or close. Default none.
+   */
+  onPartition?: (actorId: string) => void;
+  /**
    * On assignment: the offsets (at or above the committed one) of the
    * partition whose outcome is already audited (an instance died after
    * auditing them and before committing). Those records are not processed
@@ -202,7 +214,7 @@ export class Pipeline {
       const actor = spawnActor(partitionConsumerMachine, {
         id: actorId,
         kind: "partition",
-        parentId: this.opts.parentId ?? "pipeline",
+        parentId: this.opts.partitionParent?.(actorId) ?? this.opts.parentId ?? "pipeline",
         input: { topic: tp.topic, partition: tp.partition, generation },
         summary: (s) => {
           const run = this.parts.get(key);
@@ -247,6 +259,7 @@ export class Pipeline {
       };
       this.parts.set(key, run);
       actor.send({ type: "START" });
+      this.opts.onPartition?.(actorId);
       if (this.reasons.size > 0 || this.draining) {
         for (const reason of this.reasons) actor.send({ type: "PAUSE", reason });
         this.consumer?.pause([tp]);

@@ -4,9 +4,11 @@
  */
 import assert from "node:assert/strict";
 import { shutdownPhaseDuration } from "../../actors/runtime/metrics.ts";
+import { loadConfig } from "../../supervisors/config.ts";
 import {
   canonicalPhases,
   DEFAULT_PHASE_DEADLINES_MS,
+  phaseDeadlines,
   runShutdown,
   SHUTDOWN_PHASES,
   type ShutdownPhase,
@@ -176,4 +178,34 @@ Deno.test("canonicalPhases orders sluice's six phases and fills in defaults", as
   assert.equal(report.clean, true);
   assert.deepEqual(ran, ["stop_load", "flush_audit"]);
   assert.equal(report.phases.length, 6);
+});
+
+Deno.test("the default phase deadlines are the README's shutdown table and add up to the total it states", async () => {
+  const readme = await Deno.readTextFile(new URL("../../README.md", import.meta.url));
+  const config = loadConfig({});
+  const configured = phaseDeadlines(config);
+  // The table's deadline column: seconds, or a setting whose default is in the configuration table.
+  const rows = [...readme.matchAll(/^\| (\d) \| `(\w+)`\s*\|[^|]*\|\s*([^|]+?)\s*\|$/gm)];
+  assert.deepEqual(rows.map((r) => r[2]), [...SHUTDOWN_PHASES]);
+  for (const [, , name, cell] of rows) {
+    const phase = name as keyof typeof configured;
+    const seconds = /^([\d.]+) s$/.exec(cell);
+    const setting = /^`(SLUICE_\w+)`$/.exec(cell);
+    assert.ok(seconds || setting, `deadline cell of ${name} not understood: ${cell}`);
+    if (seconds) {
+      assert.equal(configured[phase], Number(seconds[1]) * 1000, name);
+      assert.equal(DEFAULT_PHASE_DEADLINES_MS[phase], configured[phase], name);
+    } else {
+      const row = new RegExp(`^\\| \`${setting![1]}\`\\s*\\|[^|]*\\|\\s*\`(\\d+)\``, "m").exec(
+        readme,
+      );
+      assert.ok(row, `no configuration row for ${setting![1]}`);
+      assert.equal(configured[phase], Number(row[1]), name);
+      assert.equal(DEFAULT_PHASE_DEADLINES_MS[phase], configured[phase], name);
+    }
+  }
+  const total = Object.values(configured).reduce((a, b) => a + b, 0);
+  const stated = /the deadlines add up to ([\d.]+) s/.exec(readme);
+  assert.ok(stated, "README states the total of the default deadlines");
+  assert.equal(total, Number(stated[1]) * 1000);
 });
