@@ -31,6 +31,8 @@ export interface SluiceProcessOptions {
   dataDir?: string;
   /** Wait for `/health/ready` 200; default true. */
   waitReady?: boolean;
+  /** Extra `deno run` flags before the script (e.g. `--cpu-prof`, `--inspect`); default none. */
+  denoArgs?: string[];
 }
 
 /** How much of a process's output is kept (the tail); `SLUICE_TEST_OUTPUT_BYTES`, default 200 kB. */
@@ -46,7 +48,7 @@ export async function startSluiceProcess(opts: SluiceProcessOptions): Promise<Sl
     Object.entries(Deno.env.toObject()).filter(([k]) => !k.startsWith("SLUICE_")),
   );
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", MAIN, "start"],
+    args: ["run", "--allow-all", ...(opts.denoArgs ?? []), MAIN, "start"],
     clearEnv: true,
     env: {
       ...inherited,
