@@ -46,8 +46,10 @@ export interface KafkaLogOptions {
   clientId?: string;
   /** Consumer session timeout (ms); default 30 000. */
   sessionTimeoutMs?: number;
-  /** Largest fetch per partition (bytes); default 1 MiB. */
+  /** Largest fetch per partition (bytes); default 1 MiB (`actors/memory_budget.ts`). */
   maxBytesPerPartition?: number;
+  /** Largest fetch in all (bytes); default kafkajs' 10 MiB (`actors/memory_budget.ts`). */
+  maxBytes?: number;
 }
 
 const LEVELS: Record<number, "error" | "warn" | "info" | "debug"> = {
@@ -304,6 +306,7 @@ class KafkaGroupConsumer implements LogConsumer {
       // At most a third of the session, so one lost heartbeat does not evict the member.
       heartbeatInterval: Math.min(3_000, Math.floor(sessionTimeout / 3)),
       maxBytesPerPartition: opts.maxBytesPerPartition ?? 1024 * 1024,
+      ...(opts.maxBytes !== undefined ? { maxBytes: opts.maxBytes } : {}),
       allowAutoTopicCreation: false,
       retry: {
         retries: 10,

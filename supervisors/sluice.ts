@@ -45,10 +45,9 @@ import {
 import { type CircuitBreaker, createCircuitBreaker } from "../actors/circuit_breaker.ts";
 import { toDeadLetterMessage } from "../actors/dead_letter.ts";
 import { DeadLetterStore } from "../actors/dlq.ts";
-import { createEmbeddedLog, embeddedLogDir } from "../actors/embedded_log.ts";
 import { type IdempotencyStore, openIdempotencyStore } from "../actors/idempotency.ts";
-import { createKafkaLog } from "../actors/kafka_log.ts";
-import { type LoadGenerator, startLoadGenerator } from "../actors/load_generator.ts";
+import type { LoadGenerator } from "../actors/load_generator.ts";
+import { fetchSizes } from "../actors/memory_budget.ts";
 import { configureLog, flushRepeatedLogs, logFormat, logger } from "../actors/log.ts";
 import { redactUrl } from "../actors/redact.ts";
 import { rateLimitCeiling, rateLimitEffective, registry } from "../actors/metrics.ts";
@@ -56,7 +55,7 @@ import { Pipeline } from "../actors/pipeline.ts";
 import { createProcessor } from "../actors/processor.ts";
 import { createRateLimiter, type RateLimiter } from "../actors/rate_limiter.ts";
 import { ReplayManager } from "../actors/replay.ts";
-import { type SimUpstream, startSimulatedUpstream } from "../actors/sim_upstream.ts";
+import type { SimUpstream } from "../actors/sim_upstream.ts";
 import type { LogClient, LogProducer } from "../actors/source.ts";
 import { createUpstreamClient, type UpstreamClient } from "../actors/upstream.ts";
 import { createApp } from "../http/app.ts";
@@ -65,8 +64,7 @@ import { HttpError } from "../http/errors.ts";
 import { type RunningServer, serveApp } from "../http/server.ts";
 import { type Config, ConfigError, controlTokenWarning } from "./config.ts";
 import { lockDataDir } from "./data_dir_lock.ts";
-import { loadPayloadSchemas, SchemaDirError } from "../actors/schema.ts";
-import { createTracing, otlpTracesUrl } from "../actors/tracing.ts";
+import { otlpTracesUrl } from "../actors/otlp_url.ts";
 import { canonicalPhases, runShutdown, type ShutdownReport, ShutdownStatus } from "./shutdown.ts";
 import { exitCodeFor, installSignalHandlers } from "./signals.ts";
 import {
@@ -140,25 +138,36 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
   let shutdownRun: Promise<ShutdownReport> | undefined;
   const exited = Promise.withResolvers<number>();
   // Payload schemas: an invalid one is a configuration error (exit 2), before anything starts.
+  // Modules only some configurations use are loaded only then (README,
+  // Benchmarks: memory): Ajv with schemas, kafkajs with brokers, the S3 SDK
+  // with an S3 endpoint, OpenTelemetry with tracing, the embedded parts in
+  // local mode.
   let schemas;
-  try {
-    schemas = config.schemaDir ? loadPayloadSchemas(config.schemaDir) : undefined;
-  } catch (e) {
-    throw e instanceof SchemaDirError ? new ConfigError(e.problems) : e;
+  if (config.schemaDir) {
+    const { loadPayloadSchemas, SchemaDirError } = await import("../actors/schema.ts");
+    try {
+      schemas = loadPayloadSchemas(config.schemaDir);
+    } catch (e) {
+      throw e instanceof SchemaDirError ? new ConfigError(e.problems) : e;
+    }
   }
   // Then, before any part touches the data directory: one sluice per directory.
   const dataDirLock = lockDataDir(config.dataDir);
   exited.promise.finally(() => dataDirLock.release());
   const validatePayload = schemas?.validate;
   // The parts chosen by the configuration: real when configured, else embedded.
-  const logClient: LogClient = config.kafkaBrokers.length > 0
-    ? createKafkaLog({
+  const embedded = config.kafkaBrokers.length > 0
+    ? undefined
+    : await import("../actors/embedded_log.ts");
+  const logClient: LogClient = !embedded
+    ? (await import("../actors/kafka_log.ts")).createKafkaLog({
       brokers: config.kafkaBrokers,
       clientId: config.clientId,
       sessionTimeoutMs: config.kafkaSessionTimeoutMs,
+      ...fetchSizes({ memoryBudgetMb: config.memoryBudgetMb, maxInflight: config.maxInflight }),
     })
-    : createEmbeddedLog({
-      dir: embeddedLogDir(config.dataDir),
+    : embedded.createEmbeddedLog({
+      dir: embedded.embeddedLogDir(config.dataDir),
       partitions: config.embeddedPartitions,
     });
   const store: AuditStore = config.s3Endpoint
@@ -173,12 +182,15 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
   // The local store exists from the start: `audit report` tells "no store here" from "no events yet".
   if (!config.s3Endpoint) await Deno.mkdir(`${config.dataDir}/audit`, { recursive: true });
   let sim: SimUpstream | undefined;
-  if (!config.upstreamUrl) sim = await startSimulatedUpstream({ latencyMs: 20, jitterMs: 20 });
+  if (!config.upstreamUrl) {
+    const { startSimulatedUpstream } = await import("../actors/sim_upstream.ts");
+    sim = await startSimulatedUpstream({ latencyMs: 20, jitterMs: 20 });
+  }
   const upstreamUrl = config.upstreamUrl ?? sim!.url;
   // Traces over OTLP when an endpoint is configured (actors/tracing.ts); off otherwise.
   const otlpUrl = otlpTracesUrl(config.otlpEndpoint);
   const tracing = otlpUrl
-    ? createTracing({
+    ? (await import("../actors/tracing.ts")).createTracing({
       url: otlpUrl,
       sampleRatio: config.traceSampleRatio,
       upstreamHost: new URL(upstreamUrl).host,
@@ -189,7 +201,7 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
   const parts = {
     log: logClient.kind === "kafka"
       ? logClient.description
-      : `embedded log (${embeddedLogDir(config.dataDir)})`,
+      : `embedded log (${embedded!.embeddedLogDir(config.dataDir)})`,
     audit: config.s3Endpoint
       ? `S3 ${redactUrl(config.s3Endpoint)} bucket ${config.s3Bucket}`
       : `local store ${config.dataDir}/audit`,
@@ -690,6 +702,7 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
       shutdownMs: 2000,
       start: async (ctx) => {
         const p = await logClient.producer();
+        const { startLoadGenerator } = await import("../actors/load_generator.ts");
         const g = startLoadGenerator({
           producer: p,
           topic: config.topics[0],

@@ -176,15 +176,28 @@ export function metricFrom(text: string, name: string): number | undefined {
 export function sampleRss(
   url: string,
   intervalMs = 500,
-): { stop(): Promise<number[]> } {
+): { stop(): Promise<number[]>; peaks: Record<string, number> } {
   const samples: number[] = [];
+  // Largest V8 heap (total, used) and external memory seen, for the notes.
+  const peaks: Record<string, number> = {};
   let running = true;
   const loop = (async () => {
     while (running) {
       try {
         const res = await fetch(`${url}/metrics`);
-        const v = metricFrom(await res.text(), "process_resident_memory_bytes");
+        const text = await res.text();
+        const v = metricFrom(text, "process_resident_memory_bytes");
         if (v !== undefined) samples.push(v);
+        for (
+          const name of [
+            "nodejs_heap_size_total_bytes",
+            "nodejs_heap_size_used_bytes",
+            "nodejs_external_memory_bytes",
+          ]
+        ) {
+          const x = metricFrom(text, name);
+          if (x !== undefined) peaks[name] = Math.max(peaks[name] ?? 0, x);
+        }
       } catch {
         // The process is going away; the caller stops the sampler.
       }
@@ -197,6 +210,7 @@ export function sampleRss(
       await loop;
       return samples;
     },
+    peaks,
   };
 }
 
