@@ -88,10 +88,15 @@ silenceKafkajsTimeoutWarning();
 
 function toRecord(topic: string, partition: number, m: KafkaMessage): SourceRecord {
   const headers: Record<string, string> = {};
-  for (const [k, v] of Object.entries(m.headers ?? {})) {
-    if (v === undefined) continue;
-    const one = Array.isArray(v) ? v[v.length - 1] : v;
-    headers[k] = typeof one === "string" ? one : one.toString("utf8");
+  const raw = m.headers;
+  // for…in, not Object.entries: no array per record (most records have no headers).
+  if (raw) {
+    for (const k in raw) {
+      const v = raw[k];
+      if (v === undefined) continue;
+      const one = Array.isArray(v) ? v[v.length - 1] : v;
+      headers[k] = typeof one === "string" ? one : one.toString("utf8");
+    }
   }
   return {
     topic,

@@ -64,7 +64,12 @@ import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-proto";
 import type { ReadableSpan, SpanExporter } from "@opentelemetry/sdk-trace";
 import { type SluiceProcess, startSluiceProcess } from "../harness/sluice_process.ts";
 import { freePort } from "../harness/procs.ts";
-import { summarizeCpuProfile, summarizeHeapSnapshot, takeHeapSnapshot } from "./profile.ts";
+import {
+  sampleAllocations,
+  summarizeCpuProfile,
+  summarizeHeapSnapshot,
+  takeHeapSnapshot,
+} from "./profile.ts";
 import {
   type BenchStub,
   createTopic,
@@ -328,7 +333,8 @@ async function measureSluice(
     const cpu0 = await cpuSeconds(s);
     const done0 = stub.distinct;
     if (midway) {
-      await until(() => stub.distinct >= n / 2, 300_000, `${n / 2} records at the upstream`, 20);
+      const third = Math.round(n / 3);
+      await until(() => stub.distinct >= third, 300_000, `${third} records at the upstream`, 20);
       await midway();
     }
     await delivered(s, stub, n, 300_000);
@@ -378,7 +384,8 @@ async function frameworkOverhead(kafka: Kafka, z: Sizes): Promise<Row[]> {
     return { rps: stub.rate(), cpuMsPer1k: b.cpuMsPer1k };
   });
   say(`framework: raw eachBatch + POST ${round(raw.rps)} records/s`);
-  // With --profile: CPU profile of the whole run, heap snapshot halfway.
+  // With --profile: CPU profile of the whole run; a third of the way in, allocations
+  // sampled for 3 s, then a heap snapshot.
   const inspect = `127.0.0.1:${freePort()}`;
   const profiling = profileDir === undefined
     ? []
@@ -397,6 +404,17 @@ async function frameworkOverhead(kafka: Kafka, z: Sizes): Promise<Row[]> {
           stub,
           z.framework,
           profileDir === undefined ? undefined : async () => {
+            const alloc = await sampleAllocations(
+              inspect,
+              3000,
+              `${profileDir}/framework-steady.heapprofile`,
+              20,
+            );
+            await Deno.writeTextFile(
+              `${profileDir}/framework-steady.heapprofile.txt`,
+              alloc + "\n",
+            );
+            say(`framework: allocations over 3 s:\n${alloc}`);
             const path = `${profileDir}/framework-steady.heapsnapshot`;
             await takeHeapSnapshot(inspect, path);
             say(`framework: heap snapshot ${path}`);

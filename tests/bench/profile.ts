@@ -4,7 +4,8 @@
  * self time per function and per module, a heap snapshot taken over the
  * inspector protocol (`--inspect`) from a running sluice, and its summary by
  * constructor (count and shallow size of the objects reachable at that
- * moment: the snapshot collects garbage first).
+ * moment: the snapshot collects garbage first), and the allocations by
+ * site over a few seconds (V8's sampling heap profiler).
  *
  * ```ts
  * console.log(summarizeCpuProfile(await Deno.readTextFile("x.cpuprofile")));
@@ -114,6 +115,105 @@ export async function takeHeapSnapshot(hostPort: string, path: string): Promise<
     ws.close();
     file.close();
   }
+}
+
+/** Sends CDP commands over one inspector connection; `events` sees every event. */
+async function inspectorSession(hostPort: string, events: (msg: Record<string, unknown>) => void) {
+  const targets = await (await fetch(`http://${hostPort}/json/list`)).json() as {
+    webSocketDebuggerUrl: string;
+  }[];
+  const ws = new WebSocket(targets[0].webSocketDebuggerUrl);
+  await new Promise((resolve, reject) => {
+    ws.onopen = resolve;
+    ws.onerror = reject;
+  });
+  let id = 0;
+  const waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  ws.onmessage = (m) => {
+    const msg = JSON.parse(m.data as string);
+    if (msg.id !== undefined && waiting.has(msg.id)) {
+      const w = waiting.get(msg.id)!;
+      waiting.delete(msg.id);
+      if (msg.error) w.reject(new Error(JSON.stringify(msg.error)));
+      else w.resolve(msg.result);
+    } else events(msg);
+  };
+  ws.onclose = () => {
+    for (const w of waiting.values()) w.reject(new Error("inspector connection closed"));
+  };
+  return {
+    send(method: string, params: Record<string, unknown> = {}): Promise<unknown> {
+      const n = ++id;
+      return new Promise((resolve, reject) => {
+        waiting.set(n, { resolve, reject });
+        ws.send(JSON.stringify({ id: n, method, params }));
+      });
+    },
+    close() {
+      ws.onclose = null;
+      ws.close();
+    },
+  };
+}
+
+interface SamplingNode {
+  callFrame: CallFrame;
+  selfSize: number;
+  children: SamplingNode[];
+}
+
+/**
+ * Samples allocations for `ms` milliseconds (V8's sampling heap profiler,
+ * objects later collected included: the allocation rate by site), writes the
+ * profile to `path` and returns its summary by function and by module.
+ */
+export async function sampleAllocations(
+  hostPort: string,
+  ms: number,
+  path: string,
+  top = 15,
+): Promise<string> {
+  const s = await inspectorSession(hostPort, () => {});
+  let profile: { head: SamplingNode };
+  try {
+    await s.send("HeapProfiler.enable");
+    await s.send("HeapProfiler.startSampling", {
+      samplingInterval: 16384,
+      includeObjectsCollectedByMajorGC: true,
+      includeObjectsCollectedByMinorGC: true,
+    });
+    await new Promise((r) => setTimeout(r, ms));
+    profile = (await s.send("HeapProfiler.stopSampling") as { profile: { head: SamplingNode } })
+      .profile;
+  } finally {
+    s.close();
+  }
+  await Deno.writeTextFile(path, JSON.stringify(profile));
+  const fn = new Map<string, number>();
+  const mod = new Map<string, number>();
+  let total = 0;
+  const walk = (n: SamplingNode) => {
+    if (n.selfSize > 0) {
+      const cf = n.callFrame;
+      const where = moduleOf(cf.url);
+      const name = `${cf.functionName || "(anonymous)"} ${where}${
+        cf.url ? `:${cf.lineNumber + 1}` : ""
+      }`;
+      fn.set(name, (fn.get(name) ?? 0) + n.selfSize);
+      mod.set(where, (mod.get(where) ?? 0) + n.selfSize);
+      total += n.selfSize;
+    }
+    for (const c of n.children) walk(c);
+  };
+  walk(profile.head);
+  const table = (title: string, m: Map<string, number>) =>
+    [
+      `${title} (${(total / 1e6).toFixed(0)} MB allocated in ${ms} ms, sampled)`,
+      ...[...m].sort((a, b) => b[1] - a[1]).slice(0, top).map(([k, b]) =>
+        `${(100 * b / total).toFixed(1).padStart(5)} % ${(b / 1e6).toFixed(1).padStart(7)} MB  ${k}`
+      ),
+    ].join("\n");
+  return `${table("Allocations by function", fn)}\n\n${table("Allocations by module", mod)}`;
 }
 
 /** Objects of a heap snapshot by constructor: count and shallow size, largest first, as text. */
