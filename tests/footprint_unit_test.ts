@@ -127,3 +127,13 @@ Deno.test("runtime metrics: prom-client's default names, event-loop lag measured
   times.sort((x, y) => x - y);
   assert.ok(times[7] < 2, `median render ${times[7].toFixed(2)} ms`);
 });
+
+Deno.test("the ./sluice launcher runs Deno with the V8 flags of `deno task start`", () => {
+  const config = JSON.parse(Deno.readTextFileSync(new URL("../deno.json", import.meta.url)));
+  const flags: string[] = config.tasks.start.match(/--v8-flags=\S+/g) ?? [];
+  assert.ok(flags.length > 0, "deno task start sets V8 flags");
+  const launcher = Deno.readTextFileSync(new URL("../sluice", import.meta.url));
+  const exec = launcher.split("\n").find((l) => l.startsWith('exec "$deno_bin" run'));
+  assert.ok(exec, "the launcher's exec line");
+  assert.deepEqual(exec.match(/--v8-flags=\S+/g), flags);
+});

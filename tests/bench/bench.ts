@@ -9,7 +9,8 @@
  * deno task bench --out path.json     # default ./bench-results.json
  * deno task bench --only cost         # only the scenarios whose name contains "cost"
  * deno task bench --only framework --profile DIR  # CPU profile + heap snapshot of sluice (tests/bench/profile.ts)
- * deno task bench --v8-flags=--max-old-space-size=96  # V8 flags for every sluice started
+ * deno task bench --v8-flags=--max-old-space-size=96  # V8 flags of every sluice started,
+ *                                      # instead of deno task start's (`none`: V8's defaults)
  * SLUICE_TEST_STATE=… deno task bench # reuse running infrastructure (deno task test --hold, or the runner)
  * ```
  *
@@ -62,7 +63,11 @@ import { type AttemptTracer, createTracing, type RecordTracing } from "../../act
 import nodeProcess from "node:process";
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-proto";
 import type { ReadableSpan, SpanExporter } from "@opentelemetry/sdk-trace";
-import { type SluiceProcess, startSluiceProcess } from "../harness/sluice_process.ts";
+import {
+  NO_START_V8_FLAGS,
+  type SluiceProcess,
+  startSluiceProcess,
+} from "../harness/sluice_process.ts";
 import { freePort } from "../harness/procs.ts";
 import {
   sampleAllocations,
@@ -206,7 +211,7 @@ function sluiceEnv(
 
 /** `--profile DIR`: the framework run's sluice runs under the CPU profiler and is heap-snapshotted. */
 let profileDir: string | undefined;
-/** `--v8-flags FLAGS`: V8 flags of every sluice the bench starts (experiments). */
+/** `--v8-flags FLAGS|none`: V8 flags of every sluice the bench starts instead of the start task's. */
 let sluiceDenoArgs: string[] = [];
 
 /** Starts sluice, tracked for clean-up; `fn` runs with it; it is always stopped. */
@@ -1335,7 +1340,8 @@ async function main(): Promise<number> {
     return 0;
   }
   const sizes = values.quick ? QUICK : FULL;
-  if (values["v8-flags"]) sluiceDenoArgs = [`--v8-flags=${values["v8-flags"]}`];
+  if (values["v8-flags"] === "none") sluiceDenoArgs = [NO_START_V8_FLAGS];
+  else if (values["v8-flags"]) sluiceDenoArgs = [`--v8-flags=${values["v8-flags"]}`];
   if (values.profile !== undefined) {
     await Deno.mkdir(values.profile, { recursive: true });
     profileDir = await Deno.realPath(values.profile);

@@ -52,6 +52,9 @@ export const START_V8_FLAGS: string[] = (() => {
   return config.tasks.start.match(/--v8-flags=\S+/g) ?? [];
 })();
 
+/** In {@link SluiceProcessOptions.denoArgs}: run without {@link START_V8_FLAGS}. */
+export const NO_START_V8_FLAGS = "--no-start-v8-flags";
+
 /** Starts sluice with `env` (plus a free port and a data directory). */
 export async function startSluiceProcess(opts: SluiceProcessOptions): Promise<SluiceProcess> {
   const port = freePort();
@@ -65,9 +68,12 @@ export async function startSluiceProcess(opts: SluiceProcessOptions): Promise<Sl
     args: [
       "run",
       "--allow-all",
-      // Own V8 flags (a benchmark experiment) replace those of the start task.
-      ...(opts.denoArgs?.some((a) => a.startsWith("--v8-flags")) ? [] : START_V8_FLAGS),
-      ...(opts.denoArgs ?? []),
+      // Own V8 flags (a benchmark experiment) replace those of the start task;
+      // `--no-start-v8-flags` drops them (V8's defaults).
+      ...(opts.denoArgs?.some((a) => a.startsWith("--v8-flags") || a === NO_START_V8_FLAGS)
+        ? []
+        : START_V8_FLAGS),
+      ...(opts.denoArgs ?? []).filter((a) => a !== NO_START_V8_FLAGS),
       MAIN,
       "start",
     ],
