@@ -141,8 +141,8 @@ export const CONFIG_SCHEMA = [
     min: 16,
     max: 65_536,
     doc:
-      "Memory for fetched records: a Kafka fetch takes at most 1/16 of it, a partition at most " +
-      "`SLUICE_MAX_INFLIGHT` × 256 B (32 KiB–1 MiB) of that",
+      "Memory for fetched records: a Kafka fetch takes at most 1/8 of it, a partition at most " +
+      "`SLUICE_MAX_INFLIGHT` × 1 KiB (64 KiB–1 MiB) of that",
   },
   {
     key: "maxRecordBytes",

@@ -79,23 +79,27 @@ Deno.test("linkAbort aborts every linked controller once, with the reason, and n
   assert.equal(d.signal.reason, reason);
 });
 
-Deno.test("fetchSizes: a fetch takes 1/16 of the budget, a partition maxInflight × 256 B within 32 KiB–1 MiB", () => {
-  assert.deepEqual(fetchSizes({ memoryBudgetMb: 64, maxInflight: 64 }), {
-    maxBytes: 4 * 1024 * 1024,
-    maxBytesPerPartition: 32 * 1024,
+Deno.test("fetchSizes: a fetch takes 1/8 of the budget, a partition maxInflight × 1 KiB within 64 KiB–1 MiB", () => {
+  assert.deepEqual(fetchSizes({ memoryBudgetMb: 64, maxInflight: 32 }), {
+    maxBytes: 8 * 1024 * 1024,
+    maxBytesPerPartition: 64 * 1024,
   });
   assert.deepEqual(fetchSizes({ memoryBudgetMb: 64, maxInflight: 1000 }), {
-    maxBytes: 4 * 1024 * 1024,
-    maxBytesPerPartition: 256_000,
+    maxBytes: 8 * 1024 * 1024,
+    maxBytesPerPartition: 1000 * 1024,
   });
   assert.equal(
-    fetchSizes({ memoryBudgetMb: 1024, maxInflight: 100_000 }).maxBytesPerPartition,
+    fetchSizes({ memoryBudgetMb: 64, maxInflight: 5000 }).maxBytesPerPartition,
     1024 * 1024,
   );
   // Never more per partition than the whole fetch.
   assert.deepEqual(fetchSizes({ memoryBudgetMb: 16, maxInflight: 100_000 }), {
-    maxBytes: 1024 * 1024,
+    maxBytes: 2 * 1024 * 1024,
     maxBytesPerPartition: 1024 * 1024,
+  });
+  assert.deepEqual(fetchSizes({ memoryBudgetMb: 16, maxInflight: 1 }), {
+    maxBytes: 2 * 1024 * 1024,
+    maxBytesPerPartition: 64 * 1024,
   });
 });
 
