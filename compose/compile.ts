@@ -27,6 +27,10 @@
  * @module
  */
 const root = new URL("..", import.meta.url).pathname;
+/** The `--v8-flags=…` of `deno task start` (deno.json), baked into the binary too. */
+const START_V8_FLAGS: string[] =
+  (JSON.parse(Deno.readTextFileSync(`${root}deno.json`)).tasks.start as string)
+    .match(/--v8-flags=\S+/g) ?? [];
 const version = Deno.version.deno;
 const target = Deno.args.includes("--target")
   ? Deno.args[Deno.args.indexOf("--target") + 1]
@@ -101,6 +105,8 @@ const status = await new Deno.Command(Deno.execPath(), {
     "--allow-all",
     "--unstable-kv",
     "--no-remote",
+    // The same V8 flags as `deno task start` (README, Benchmarks: memory).
+    ...START_V8_FLAGS,
     ...extra,
     "--output",
     `${root}dist/sluice`,

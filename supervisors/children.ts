@@ -21,7 +21,7 @@ import { type CircuitBreaker, createCircuitBreaker } from "../actors/pipeline/ci
 import { toDeadLetterMessage } from "../actors/record/dead_letter.ts";
 import { DeadLetterStore } from "../actors/replay/dlq.ts";
 import { type IdempotencyStore, openIdempotencyStore } from "../actors/pipeline/idempotency.ts";
-import { type LoadGenerator, startLoadGenerator } from "../actors/local/load_generator.ts";
+import type { LoadGenerator } from "../actors/local/load_generator.ts";
 import { logger } from "../actors/runtime/logger.ts";
 import { rateLimitCeiling, rateLimitEffective } from "../actors/runtime/metrics.ts";
 import { Pipeline } from "../actors/pipeline/pipeline.ts";
@@ -464,6 +464,7 @@ export async function startLoad(
   ctx: ChildContext,
 ): Promise<Started<LoadGenerator>> {
   const p = await parts.logClient.producer();
+  const { startLoadGenerator } = await import("../actors/local/load_generator.ts");
   const g = startLoadGenerator({
     producer: p,
     topic: config.topics[0],

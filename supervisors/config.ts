@@ -134,6 +134,16 @@ export const CONFIG_SCHEMA = [
     doc: "Records in flight per partition before the partition is paused",
   },
   {
+    key: "memoryBudgetMb",
+    env: "SLUICE_MEMORY_BUDGET_MB",
+    type: "int",
+    default: 64,
+    min: 16,
+    max: 65_536,
+    doc: "Memory for fetched records: a Kafka fetch takes at most 1/8 of it, a partition at most " +
+      "`SLUICE_MAX_INFLIGHT` × 1 KiB (64 KiB–1 MiB) of that",
+  },
+  {
     key: "maxRecordBytes",
     env: "SLUICE_MAX_RECORD_BYTES",
     type: "int",

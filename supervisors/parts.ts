@@ -11,15 +11,14 @@
  */
 import type { AuditStore } from "../actors/audit/store.ts";
 import { FsAuditStore, S3AuditStore } from "../actors/audit/store.ts";
-import { createEmbeddedLog, embeddedLogDir } from "../actors/log/embedded/log.ts";
-import { createKafkaLog } from "../actors/log/kafka.ts";
+import { fetchSizes } from "../actors/log/memory_budget.ts";
 import type { LogClient } from "../actors/log/port.ts";
-import { type SimUpstream, startSimulatedUpstream } from "../actors/local/sim_upstream.ts";
-import { loadPayloadSchemas, SchemaDirError } from "../actors/record/schema.ts";
+import type { SimUpstream } from "../actors/local/sim_upstream.ts";
 import type { PayloadSchemas } from "../actors/record/schema.ts";
 import { logger } from "../actors/runtime/logger.ts";
+import { otlpTracesUrl } from "../actors/runtime/otlp_url.ts";
 import { redactUrl } from "../actors/runtime/redact.ts";
-import { createTracing, otlpTracesUrl, type RecordTracing } from "../actors/runtime/tracing.ts";
+import type { RecordTracing } from "../actors/runtime/tracing.ts";
 import { type Config, ConfigError } from "./config.ts";
 
 const log = logger("sluice");
@@ -56,20 +55,31 @@ export interface Parts {
  * error (exit 2) thrown before anything starts.
  */
 export async function chooseParts(config: Config, loadRate = 20): Promise<Parts> {
+  // Modules only some configurations use are loaded only then (README,
+  // "Benchmarks"): Ajv with schemas, kafkajs with brokers, the S3 SDK with an
+  // S3 endpoint (actors/audit/store.ts), OpenTelemetry with tracing, the
+  // embedded log and the simulated upstream in local mode.
   let validatePayload: PayloadSchemas["validate"] | undefined;
-  try {
-    validatePayload = config.schemaDir ? loadPayloadSchemas(config.schemaDir).validate : undefined;
-  } catch (e) {
-    throw e instanceof SchemaDirError ? new ConfigError(e.problems) : e;
+  if (config.schemaDir) {
+    const { loadPayloadSchemas, SchemaDirError } = await import("../actors/record/schema.ts");
+    try {
+      validatePayload = loadPayloadSchemas(config.schemaDir).validate;
+    } catch (e) {
+      throw e instanceof SchemaDirError ? new ConfigError(e.problems) : e;
+    }
   }
-  const logClient: LogClient = config.kafkaBrokers.length > 0
-    ? createKafkaLog({
+  const embeddedLog = config.kafkaBrokers.length > 0
+    ? undefined
+    : await import("../actors/log/embedded/log.ts");
+  const logClient: LogClient = !embeddedLog
+    ? (await import("../actors/log/kafka.ts")).createKafkaLog({
       brokers: config.kafkaBrokers,
       clientId: config.clientId,
       sessionTimeoutMs: config.kafkaSessionTimeoutMs,
+      ...fetchSizes({ memoryBudgetMb: config.memoryBudgetMb, maxInflight: config.maxInflight }),
     })
-    : createEmbeddedLog({
-      dir: embeddedLogDir(config.dataDir),
+    : embeddedLog.createEmbeddedLog({
+      dir: embeddedLog.embeddedLogDir(config.dataDir),
       partitions: config.embeddedPartitions,
     });
   const store: AuditStore = config.s3Endpoint
@@ -85,12 +95,15 @@ export async function chooseParts(config: Config, loadRate = 20): Promise<Parts>
   if (!config.s3Endpoint) await Deno.mkdir(`${config.dataDir}/audit`, { recursive: true });
   const sim = config.upstreamUrl
     ? undefined
-    : await startSimulatedUpstream({ latencyMs: 20, jitterMs: 20 });
+    : await (await import("../actors/local/sim_upstream.ts")).startSimulatedUpstream({
+      latencyMs: 20,
+      jitterMs: 20,
+    });
   const upstreamUrl = config.upstreamUrl ?? sim?.url ?? "";
   // Traces over OTLP when an endpoint is configured (actors/runtime/tracing.ts); off otherwise.
   const otlpUrl = otlpTracesUrl(config.otlpEndpoint);
   const tracing = otlpUrl
-    ? createTracing({
+    ? (await import("../actors/runtime/tracing.ts")).createTracing({
       url: otlpUrl,
       sampleRatio: config.traceSampleRatio,
       upstreamHost: new URL(upstreamUrl).host,
@@ -100,7 +113,9 @@ export async function chooseParts(config: Config, loadRate = 20): Promise<Parts>
   if (otlpUrl) log.info("tracing on", { otlp: otlpUrl, sample_ratio: config.traceSampleRatio });
   const embedded = logClient.kind === "embedded";
   const described: PartsDescription = {
-    log: embedded ? `embedded log (${embeddedLogDir(config.dataDir)})` : logClient.description,
+    log: embeddedLog
+      ? `embedded log (${embeddedLog.embeddedLogDir(config.dataDir)})`
+      : logClient.description,
     audit: config.s3Endpoint
       ? `S3 ${redactUrl(config.s3Endpoint)} bucket ${config.s3Bucket}`
       : `local store ${config.dataDir}/audit`,

@@ -12,18 +12,16 @@
  *
  * @module
  */
-import {
-  CreateBucketCommand,
-  GetObjectCommand,
-  HeadBucketCommand,
-  ListObjectsV2Command,
-  PutObjectCommand,
-  S3Client,
-} from "@aws-sdk/client-s3";
+import type { S3Client } from "@aws-sdk/client-s3";
 import { gunzip, gzip } from "node:zlib";
 import { syncDir } from "../runtime/durable_fs.ts";
 import { promisify } from "node:util";
 import type { AuditEvent } from "./event.ts";
+
+type S3Sdk = typeof import("@aws-sdk/client-s3");
+let s3Sdk: Promise<S3Sdk> | undefined;
+/** The S3 SDK, loaded at the first use of an {@link S3AuditStore} (not by local mode). */
+const loadS3Sdk = () => s3Sdk ??= import("@aws-sdk/client-s3");
 
 const gzipAsync = promisify(gzip);
 const gunzipAsync = promisify(gunzip);
@@ -73,7 +71,8 @@ function isNotFound(e: unknown): boolean {
  */
 export class S3AuditStore implements AuditStore {
   readonly bucket: string;
-  readonly #client: S3Client;
+  readonly #s3: Promise<{ client: S3Client; sdk: S3Sdk }>;
+  #client: S3Client | undefined;
   readonly #endpoint: string;
   readonly #timeoutMs: number;
   #bucketReady: Promise<void> | null = null;
@@ -82,15 +81,19 @@ export class S3AuditStore implements AuditStore {
     this.bucket = opts.bucket;
     this.#endpoint = opts.endpoint;
     this.#timeoutMs = opts.requestTimeoutMs ?? 10_000;
-    this.#client = new S3Client({
-      endpoint: opts.endpoint,
-      region: opts.region ?? "us-east-1",
-      forcePathStyle: true,
-      credentials: { accessKeyId: opts.accessKey, secretAccessKey: opts.secretKey },
-      maxAttempts: opts.maxAttempts ?? 2,
-      // Ceph RGW does not know every checksum the SDK adds by default.
-      requestChecksumCalculation: "WHEN_REQUIRED",
-      responseChecksumValidation: "WHEN_REQUIRED",
+    this.#s3 = loadS3Sdk().then((sdk) => {
+      const client = new sdk.S3Client({
+        endpoint: opts.endpoint,
+        region: opts.region ?? "us-east-1",
+        forcePathStyle: true,
+        credentials: { accessKeyId: opts.accessKey, secretAccessKey: opts.secretKey },
+        maxAttempts: opts.maxAttempts ?? 2,
+        // Ceph RGW does not know every checksum the SDK adds by default.
+        requestChecksumCalculation: "WHEN_REQUIRED",
+        responseChecksumValidation: "WHEN_REQUIRED",
+      });
+      this.#client = client;
+      return { client, sdk };
     });
   }
 
@@ -103,14 +106,15 @@ export class S3AuditStore implements AuditStore {
   ensureBucket(opts?: StoreCallOptions): Promise<void> {
     if (!this.#bucketReady) {
       this.#bucketReady = (async () => {
+        const { client, sdk } = await this.#s3;
         try {
-          await this.#client.send(new HeadBucketCommand({ Bucket: this.bucket }), {
+          await client.send(new sdk.HeadBucketCommand({ Bucket: this.bucket }), {
             abortSignal: this.#signal(opts),
           });
         } catch (e) {
           if (!isNotFound(e)) throw e;
           try {
-            await this.#client.send(new CreateBucketCommand({ Bucket: this.bucket }), {
+            await client.send(new sdk.CreateBucketCommand({ Bucket: this.bucket }), {
               abortSignal: this.#signal(opts),
             });
           } catch (e2) {
@@ -128,8 +132,9 @@ export class S3AuditStore implements AuditStore {
 
   async put(key: string, body: Uint8Array, opts?: StoreCallOptions): Promise<void> {
     await this.ensureBucket(opts);
-    await this.#client.send(
-      new PutObjectCommand({
+    const { client, sdk } = await this.#s3;
+    await client.send(
+      new sdk.PutObjectCommand({
         Bucket: this.bucket,
         Key: key,
         Body: body,
@@ -141,13 +146,14 @@ export class S3AuditStore implements AuditStore {
   }
 
   async list(prefix: string, opts?: StoreCallOptions): Promise<string[]> {
+    const { client, sdk } = await this.#s3;
     const keys: string[] = [];
     let token: string | undefined;
     do {
       let out;
       try {
-        out = await this.#client.send(
-          new ListObjectsV2Command({
+        out = await client.send(
+          new sdk.ListObjectsV2Command({
             Bucket: this.bucket,
             Prefix: prefix,
             ContinuationToken: token,
@@ -165,7 +171,8 @@ export class S3AuditStore implements AuditStore {
   }
 
   async get(key: string, opts?: StoreCallOptions): Promise<Uint8Array> {
-    const out = await this.#client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }), {
+    const { client, sdk } = await this.#s3;
+    const out = await client.send(new sdk.GetObjectCommand({ Bucket: this.bucket, Key: key }), {
       abortSignal: this.#signal(opts),
     });
     if (!out.Body) throw new Error(`Empty answer for audit object: ${key}`);
@@ -177,7 +184,8 @@ export class S3AuditStore implements AuditStore {
   }
 
   close(): void {
-    this.#client.destroy();
+    if (this.#client) this.#client.destroy();
+    else void this.#s3.then(({ client }) => client.destroy(), () => {});
   }
 }
 

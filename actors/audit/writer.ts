@@ -36,7 +36,6 @@ import type { LogAdmin, LogClient, LogProducer, OutgoingMessage } from "../log/p
 import type { AuditEvent } from "./event.ts";
 
 const log = logger("audit-writer");
-const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 /** Options of {@link AuditWriter}. */
@@ -81,13 +80,34 @@ function isTooLarge(e: unknown): boolean {
 }
 
 /**
+ * Bytes of `s` in UTF-8 (as `TextEncoder` writes it: a lone surrogate is
+ * U+FFFD, 3 bytes), without encoding it: no buffer per audit event.
+ */
+export function utf8Length(s: string): number {
+  let n = s.length;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) continue;
+    if (c < 0x800) n += 1;
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
+      const d = s.charCodeAt(i + 1);
+      if (d >= 0xdc00 && d <= 0xdfff) {
+        n += 2; // 4 bytes for 2 code units
+        i++;
+      } else n += 2;
+    } else n += 2;
+  }
+  return n;
+}
+
+/**
  * Serializes `event`, trimming it under `max` bytes: the error message is cut
  * first, then dropped; `trimmed: true` says so. The outcome, reason and
  * position are always kept.
  */
 export function encodeAuditEvent(event: AuditEvent, max: number): string {
   let text = JSON.stringify(event);
-  if (encoder.encode(text).byteLength <= max) return text;
+  if (utf8Length(text) <= max) return text;
   const msg = event.result.error_message ?? "";
   for (const keep of [4096, 512, 0]) {
     const trimmed: AuditEvent & { trimmed: true } = {
@@ -103,7 +123,7 @@ export function encodeAuditEvent(event: AuditEvent, max: number): string {
       trimmed: true,
     };
     text = JSON.stringify(trimmed);
-    if (encoder.encode(text).byteLength <= max) return text;
+    if (utf8Length(text) <= max) return text;
   }
   return minimalAuditEvent(event);
 }
@@ -186,7 +206,7 @@ export class AuditWriter {
       key: auditKey(event.topic, event.partition, event.offset),
       value,
       outcome: event.result.outcome,
-      bytes: encoder.encode(value).byteLength,
+      bytes: utf8Length(value),
       resolve,
       reject,
     });
@@ -235,7 +255,7 @@ export class AuditWriter {
           bytes: p.bytes,
         });
         p.value = minimalAuditEvent(JSON.parse(p.value));
-        p.bytes = encoder.encode(p.value).byteLength;
+        p.bytes = utf8Length(p.value);
         p.minimal = true;
         await this.#send([p]);
         return;

@@ -47,8 +47,10 @@ export interface KafkaLogOptions {
   clientId?: string;
   /** Consumer session timeout (ms); default 30 000. */
   sessionTimeoutMs?: number;
-  /** Largest fetch per partition (bytes); default 1 MiB. */
+  /** Largest fetch per partition (bytes); default 1 MiB (`actors/log/memory_budget.ts`). */
   maxBytesPerPartition?: number;
+  /** Largest fetch in all (bytes); default kafkajs' 10 MiB (`actors/log/memory_budget.ts`). */
+  maxBytes?: number;
 }
 
 const LEVELS: Record<number, "error" | "warn" | "info" | "debug"> = {
@@ -87,10 +89,15 @@ silenceKafkajsTimeoutWarning();
 
 function toRecord(topic: string, partition: number, m: KafkaMessage): SourceRecord {
   const headers: Record<string, string> = {};
-  for (const [k, v] of Object.entries(m.headers ?? {})) {
-    if (v === undefined) continue;
-    const one = Array.isArray(v) ? v[v.length - 1] : v;
-    headers[k] = typeof one === "string" ? one : one.toString("utf8");
+  const raw = m.headers;
+  // for…in, not Object.entries: no array per record (most records have no headers).
+  if (raw) {
+    for (const k in raw) {
+      const v = raw[k];
+      if (v === undefined) continue;
+      const one = Array.isArray(v) ? v[v.length - 1] : v;
+      headers[k] = typeof one === "string" ? one : one.toString("utf8");
+    }
   }
   return {
     topic,
@@ -335,6 +342,7 @@ class KafkaGroupConsumer implements LogConsumer {
       // At most a third of the session, so one lost heartbeat does not evict the member.
       heartbeatInterval: Math.min(3_000, Math.floor(sessionTimeout / 3)),
       maxBytesPerPartition: opts.maxBytesPerPartition ?? 1024 * 1024,
+      ...(opts.maxBytes !== undefined ? { maxBytes: opts.maxBytes } : {}),
       allowAutoTopicCreation: false,
       retry: {
         retries: 10,

@@ -1,10 +1,12 @@
 /**
  * The log sluice consumes and produces to: the {@link LogClient} port
- * (`port.ts`) and its two adapters, real Kafka on kafkajs (`kafka.ts`) and the
+ * (`port.ts`) and its two adapters, real Kafka on kafkajs (`kafka.ts`; fetch sizes from the memory budget:
+ * `memory_budget.ts`) and the
  * embedded in-process log of local mode (`embedded/`).
  *
  * @module
  */
 export * from "./kafka.ts";
+export * from "./memory_budget.ts";
 export * from "./port.ts";
 export * from "./embedded/mod.ts";

@@ -167,7 +167,8 @@ export async function openIdempotencyStore(
         }),
       );
     for (const [key, at] of entries) {
-      const k = await kvKey(key);
+      // No await (a microtask per key) unless the key is long enough to be hashed.
+      const k = key.length > MAX_PLAIN_KEY ? await kvKey(key) : [PREFIX, key];
       op.set(k, { at, expiresAt: at + ttl }, { expireIn: Math.max(1, at + ttl - now()) });
       n++;
       bytes += key.length + 64;

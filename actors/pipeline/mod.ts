@@ -3,13 +3,14 @@
  * tracker (`partition_worker.ts`), the per-record procedure (`processor.ts`), the
  * rate limiter (`rate_limiter.ts`), the adaptive flow control
  * (`adaptive_limiter.ts`), the circuit breaker (`circuit_breaker.ts`), the upstream
- * client (`upstream.ts`), the idempotency store (`idempotency.ts`), and the
+ * client (`upstream.ts`, its deadline queue in `deadlines.ts`), the idempotency store (`idempotency.ts`), and the
  * consuming side that binds a log consumer to partition actors (`pipeline.ts`).
  *
  * @module
  */
 export * from "./adaptive_limiter.ts";
 export * from "./circuit_breaker.ts";
+export * from "./deadlines.ts";
 export * from "./idempotency.ts";
 export * from "./partition_worker.ts";
 export * from "./pipeline.ts";

@@ -50,7 +50,7 @@ import {
 import type { CircuitBreaker } from "./circuit_breaker.ts";
 import { buildDeadLetter, type DeadLetter } from "../record/dead_letter.ts";
 import { DEFAULT_MAX_RECORD_BYTES, parseEnvelope } from "../record/envelope.ts";
-import { publishEvent } from "../runtime/events.ts";
+import { hasEventSubscribers, publishEvent } from "../runtime/events.ts";
 import { logger } from "../runtime/logger.ts";
 import {
   errorsTotal,
@@ -384,33 +384,40 @@ export function createProcessor(deps: ProcessorDeps): Processor {
     // Finished: counted and announced.
     requestsTotal.inc({ outcome: outcome.outcome });
     kafkaProcessingDuration.observe((performance.now() - started) / 1000);
-    const where = { topic: record.topic, partition: record.partition, trace_id: traceId };
+    const announce = hasEventSubscribers();
+    const where = announce
+      ? { topic: record.topic, partition: record.partition, trace_id: traceId }
+      : undefined;
     if (outcome.outcome === "dead_lettered") {
       kafkaDlqMessagesTotal.inc({ failure_reason: outcome.reason });
-      publishEvent("record.dead_lettered", "warn", {
-        offset: record.offset,
-        request_id: requestId,
-        idempotency_key: idempotencyKey,
-        failure_reason: outcome.reason,
-        error_message: outcome.message,
-        dead_letter_id: outcome.deadLetterId,
-        retries,
-        status,
-      }, where);
+      if (announce) {
+        publishEvent("record.dead_lettered", "warn", {
+          offset: record.offset,
+          request_id: requestId,
+          idempotency_key: idempotencyKey,
+          failure_reason: outcome.reason,
+          error_message: outcome.message,
+          dead_letter_id: outcome.deadLetterId,
+          retries,
+          status,
+        }, where);
+      }
     } else {
       try {
         deps.onDelivered?.(idempotencyKey, record);
       } catch (e) {
         log.warn("onDelivered hook failed", { error: e });
       }
-      publishEvent("record.completed", "info", {
-        offset: record.offset,
-        request_id: requestId,
-        idempotency_key: idempotencyKey,
-        status,
-        latency_ms: latencyMs,
-        retries,
-      }, where);
+      if (announce) {
+        publishEvent("record.completed", "info", {
+          offset: record.offset,
+          request_id: requestId,
+          idempotency_key: idempotencyKey,
+          status,
+          latency_ms: latencyMs,
+          retries,
+        }, where);
+      }
     }
     return outcome;
   }

@@ -69,6 +69,7 @@ import { errors, Pool } from "undici";
 import type { AdaptiveLimiter, CallReport, Permit } from "./adaptive_limiter.ts";
 import type { FailureReason } from "../audit/event.ts";
 import { CircuitOpenError } from "./circuit_breaker.ts";
+import { type Deadline, DeadlineQueue, linkAbort } from "./deadlines.ts";
 import type { Envelope } from "../record/envelope.ts";
 import { headerValue } from "../record/envelope.ts";
 import { logger } from "../runtime/logger.ts";
@@ -225,14 +226,17 @@ class GlobalTimeout extends Error {
   }
 }
 
+/** Every delivery's global-timeout budget, on one timer (`actors/pipeline/deadlines.ts`). */
+const deadlines = new DeadlineQueue();
+
 /**
  * The global timeout as a budget that can stop while the delivery waits for
- * the flow controller (without flow control it never stops: a plain timer).
+ * the flow controller (without flow control it never stops: one deadline).
  */
 class Budget {
   #left: number;
   #since = 0;
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  #deadline: Deadline | undefined;
   #onExpire: () => void;
   constructor(ms: number, onExpire: () => void) {
     this.#left = ms;
@@ -240,19 +244,19 @@ class Budget {
     this.resume();
   }
   suspend(): void {
-    if (this.#timer === undefined) return;
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
+    if (this.#deadline === undefined) return;
+    deadlines.cancel(this.#deadline);
+    this.#deadline = undefined;
     this.#left -= performance.now() - this.#since;
   }
   resume(): void {
-    if (this.#timer !== undefined) return;
+    if (this.#deadline !== undefined) return;
     this.#since = performance.now();
-    this.#timer = setTimeout(this.#onExpire, Math.max(0, this.#left));
+    this.#deadline = deadlines.add(this.#left, this.#onExpire);
   }
   clear(): void {
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
+    if (this.#deadline !== undefined) deadlines.cancel(this.#deadline);
+    this.#deadline = undefined;
   }
 }
 
@@ -435,8 +439,8 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
   ): Promise<DeliveryResult | "again"> {
     const ctl = new AbortController();
     const budget = new Budget(globalTimeoutMs, () => ctl.abort(new GlobalTimeout(globalTimeoutMs)));
-    const onCallerAbort = () => ctl.abort(callerSignal!.reason);
-    callerSignal?.addEventListener("abort", onCallerAbort, { once: true });
+    // One listener per shared signal, not one per record (actors/pipeline/deadlines.ts).
+    const unlinkCaller = callerSignal ? linkAbort(callerSignal, ctl) : undefined;
     const firstRound = out.attempts === 0;
     // Clock time of this round's first failure (flow control's judgement).
     let roundFailureAt: number | null = null;
@@ -516,11 +520,8 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
           const run = (signal: AbortSignal) => {
             if (signal === ctl.signal) return attempt(body, sent, ctl.signal);
             // The breaker's signal (aborted on stop) also aborts this attempt.
-            const onStop = () => ctl.abort(signal.reason);
-            signal.addEventListener("abort", onStop, { once: true });
-            return attempt(body, sent, ctl.signal).finally(() =>
-              signal.removeEventListener("abort", onStop)
-            );
+            const unlink = linkAbort(signal, ctl);
+            return attempt(body, sent, ctl.signal).finally(unlink);
           };
           a = breaker ? await breaker.run(run, isUnhealthy) : await run(ctl.signal);
         } catch (e) {
@@ -616,7 +617,7 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
       }
     } finally {
       budget.clear();
-      callerSignal?.removeEventListener("abort", onCallerAbort);
+      unlinkCaller?.();
     }
   }
 

@@ -146,13 +146,23 @@ export function deriveTraceId(seed: string): string {
   return out === ZERO_TRACE ? "0".repeat(31) + "1" : out;
 }
 
+// Random bytes drawn 4 KiB at a time (one call into the runtime per 512 span
+// ids, not one per record), and the hex of every byte.
+const RANDOM_POOL = new Uint8Array(4096);
+let randomAt = RANDOM_POOL.length;
+const HEX = Array.from({ length: 256 }, (_, i) => (i < 16 ? "0" : "") + i.toString(16));
+
 /** A new random span id (16 hex digits, not all zero). */
 export function newSpanId(): string {
-  const b = crypto.getRandomValues(new Uint8Array(8));
-  b[7] |= 1;
-  let s = "";
-  for (const x of b) s += (x < 16 ? "0" : "") + x.toString(16);
-  return s;
+  if (randomAt + 8 > RANDOM_POOL.length) {
+    crypto.getRandomValues(RANDOM_POOL);
+    randomAt = 0;
+  }
+  const b = RANDOM_POOL;
+  const i = randomAt;
+  randomAt += 8;
+  return HEX[b[i]] + HEX[b[i + 1]] + HEX[b[i + 2]] + HEX[b[i + 3]] + HEX[b[i + 4]] +
+    HEX[b[i + 5]] + HEX[b[i + 6]] + HEX[b[i + 7] | 1];
 }
 
 function idField(v: unknown): string | null {

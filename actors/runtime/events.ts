@@ -61,6 +61,14 @@ export function publishEvent(
   }
 }
 
+/**
+ * True when someone listens: the record path builds an event's data only
+ * then (no garbage per record when no WebSocket client is connected).
+ */
+export function hasEventSubscribers(): boolean {
+  return subscribers.size > 0;
+}
+
 /** Subscribes; returns the unsubscribe function. */
 export function subscribeEvents(fn: Subscriber): () => void {
   subscribers.add(fn);

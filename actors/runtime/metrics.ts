@@ -8,10 +8,11 @@
  */
 import client from "prom-client";
 import { FAILURE_REASONS } from "../audit/event.ts";
+import { registerRuntimeMetrics } from "./runtime_metrics.ts";
 
-/** The registry served on `GET /metrics`. */
+/** The registry served on `GET /metrics` (process and runtime metrics: `actors/runtime/runtime_metrics.ts`). */
 export const registry = new client.Registry();
-client.collectDefaultMetrics({ register: registry });
+registerRuntimeMetrics(registry);
 
 const r = [registry];
 

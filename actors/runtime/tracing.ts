@@ -79,6 +79,7 @@ import {
   TracerProvider,
 } from "@opentelemetry/sdk-trace";
 import { headerValue, newSpanId, parseTraceparent } from "../record/envelope.ts";
+export { otlpTracesUrl } from "./otlp_url.ts";
 import { logger } from "./logger.ts";
 import type { Outcome, SourceRecord } from "../record/record.ts";
 
@@ -143,24 +144,6 @@ export interface TracingOptions {
   consumerGroup?: string;
   /** Batch processor delay (ms). Default 1000. */
   scheduledDelayMs?: number;
-}
-
-/**
- * The OTLP traces URL from the configuration and the standard OpenTelemetry
- * variables, or undefined (tracing off): `SLUICE_OTLP_ENDPOINT` or
- * `OTEL_EXPORTER_OTLP_ENDPOINT` are base URLs (`/v1/traces` is appended);
- * `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` is used as it is.
- */
-export function otlpTracesUrl(
-  sluiceEndpoint: string | undefined,
-  env: Record<string, string | undefined> = Deno.env.toObject(),
-): string | undefined {
-  const base = (u: string) => `${u.replace(/\/+$/, "")}/v1/traces`;
-  if (sluiceEndpoint) return base(sluiceEndpoint);
-  const full = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT?.trim();
-  if (full) return full;
-  const b = env.OTEL_EXPORTER_OTLP_ENDPOINT?.trim();
-  return b ? base(b) : undefined;
 }
 
 /** Hands out a chosen trace id for the next root span (see the module doc). */

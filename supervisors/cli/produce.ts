@@ -15,8 +15,6 @@
  */
 import { type Command, parseOptions, UsageError } from "./common.ts";
 import { type Config, loadConfig } from "../config.ts";
-import { createEmbeddedLog, embeddedLogDir } from "../../actors/log/embedded/log.ts";
-import { startLoadGenerator } from "../../actors/local/load_generator.ts";
 import type { LogClient } from "../../actors/log/port.ts";
 
 /** What {@link createProduceCommand} needs to open a log. */
@@ -63,6 +61,8 @@ export async function openDefaultLog(opts: OpenLogOptions): Promise<LogClient> {
     const { createKafkaLog } = await import("../../actors/log/kafka.ts");
     return createKafkaLog({ brokers: opts.brokers, clientId: opts.clientId });
   }
+  // Loaded by the command, not by every start of the CLI.
+  const { createEmbeddedLog, embeddedLogDir } = await import("../../actors/log/embedded/log.ts");
   return createEmbeddedLog({ dir: embeddedLogDir(opts.dataDir), partitions: opts.partitions });
 }
 
@@ -136,6 +136,7 @@ export function createProduceCommand(deps: ProduceDeps = {}): Command {
       let failure: string | null = null;
       try {
         const producer = await client.producer();
+        const { startLoadGenerator } = await import("../../actors/local/load_generator.ts");
         const gen = startLoadGenerator({
           producer,
           topic,

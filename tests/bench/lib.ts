@@ -177,15 +177,28 @@ export function metricFrom(text: string, name: string): number | undefined {
 export function sampleRss(
   url: string,
   intervalMs = 500,
-): { stop(): Promise<number[]> } {
+): { stop(): Promise<number[]>; peaks: Record<string, number> } {
   const samples: number[] = [];
+  // Largest V8 heap (total, used) and external memory seen, for the notes.
+  const peaks: Record<string, number> = {};
   let running = true;
   const loop = (async () => {
     while (running) {
       try {
         const res = await fetch(`${url}/metrics`);
-        const v = metricFrom(await res.text(), "process_resident_memory_bytes");
+        const text = await res.text();
+        const v = metricFrom(text, "process_resident_memory_bytes");
         if (v !== undefined) samples.push(v);
+        for (
+          const name of [
+            "nodejs_heap_size_total_bytes",
+            "nodejs_heap_size_used_bytes",
+            "nodejs_external_memory_bytes",
+          ]
+        ) {
+          const x = metricFrom(text, name);
+          if (x !== undefined) peaks[name] = Math.max(peaks[name] ?? 0, x);
+        }
       } catch {
         // The process is going away; the caller stops the sampler.
       }
@@ -198,6 +211,7 @@ export function sampleRss(
       await loop;
       return samples;
     },
+    peaks,
   };
 }
 
@@ -284,6 +298,8 @@ export const ROW_IDS: readonly string[] = [
   "framework.ratio",
   "framework.raw_noop",
   "framework.ratio_noop",
+  "framework.cpu_per_1k",
+  "metrics.render",
   "delivery.sluice",
   "delivery.naive",
   "delivery.ratio",
@@ -300,6 +316,7 @@ export const ROW_IDS: readonly string[] = [
   "audit.latency_share",
   "memory.rss_peak",
   "memory.rss_steady",
+  "memory.rss_idle",
   "audit.group_commit",
   "audit.group_commit_p50",
   "audit.single",

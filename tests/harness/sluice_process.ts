@@ -31,10 +31,29 @@ export interface SluiceProcessOptions {
   dataDir?: string;
   /** Wait for `/health/ready` 200; default true. */
   waitReady?: boolean;
+  /**
+   * Extra `deno run` flags before the script (e.g. `--cpu-prof`, `--inspect`);
+   * default none. A `--v8-flags` here replaces {@link START_V8_FLAGS}.
+   */
+  denoArgs?: string[];
 }
 
 /** How much of a process's output is kept (the tail); `SLUICE_TEST_OUTPUT_BYTES`, default 200 kB. */
 const OUTPUT_BYTES = Number(Deno.env.get("SLUICE_TEST_OUTPUT_BYTES") ?? "200000");
+
+/**
+ * The `--v8-flags=…` of `deno task start` (deno.json), so that the sluice
+ * processes of the tests and benchmarks run as deployed (README, Benchmarks).
+ */
+export const START_V8_FLAGS: string[] = (() => {
+  const config = JSON.parse(
+    Deno.readTextFileSync(new URL("../../deno.json", import.meta.url)),
+  ) as { tasks: Record<string, string> };
+  return config.tasks.start.match(/--v8-flags=\S+/g) ?? [];
+})();
+
+/** In {@link SluiceProcessOptions.denoArgs}: run without {@link START_V8_FLAGS}. */
+export const NO_START_V8_FLAGS = "--no-start-v8-flags";
 
 /** Starts sluice with `env` (plus a free port and a data directory). */
 export async function startSluiceProcess(opts: SluiceProcessOptions): Promise<SluiceProcess> {
@@ -46,7 +65,18 @@ export async function startSluiceProcess(opts: SluiceProcessOptions): Promise<Sl
     Object.entries(Deno.env.toObject()).filter(([k]) => !k.startsWith("SLUICE_")),
   );
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", MAIN, "start"],
+    args: [
+      "run",
+      "--allow-all",
+      // Own V8 flags (a benchmark experiment) replace those of the start task;
+      // `--no-start-v8-flags` drops them (V8's defaults).
+      ...(opts.denoArgs?.some((a) => a.startsWith("--v8-flags") || a === NO_START_V8_FLAGS)
+        ? []
+        : START_V8_FLAGS),
+      ...(opts.denoArgs ?? []).filter((a) => a !== NO_START_V8_FLAGS),
+      MAIN,
+      "start",
+    ],
     clearEnv: true,
     env: {
       ...inherited,

@@ -15,6 +15,7 @@ import {
   encodeAuditEvent,
   ensureAuditTopic,
   scanAudited,
+  utf8Length,
 } from "../../actors/audit/writer.ts";
 import { makeEvent } from "../harness/audit_fixture.ts";
 
@@ -388,4 +389,29 @@ Deno.test("scanAudited finds the offsets >= from of one source partition and ign
     });
     assert.deepEqual(sorted(tail), ["12"]);
   });
+});
+
+Deno.test("utf8Length counts the bytes TextEncoder writes, without encoding", () => {
+  const enc = new TextEncoder();
+  const cases = [
+    "",
+    "abc",
+    "é",
+    "€",
+    "😀",
+    "\ud800",
+    "\udc00",
+    "a\ud800b",
+    "\ud83d\ude00\ud83d",
+    "ü€😀x",
+  ];
+  for (const s of cases) assert.equal(utf8Length(s), enc.encode(s).byteLength, JSON.stringify(s));
+  // Random UTF-16 code units, lone surrogates included.
+  let seed = 7;
+  const next = () => (seed = (Math.imul(seed, 48271) >>> 0) % 2147483647);
+  for (let i = 0; i < 2000; i++) {
+    let s = "";
+    for (let j = 0; j < 16; j++) s += String.fromCharCode(next() % 65536);
+    assert.equal(utf8Length(s), enc.encode(s).byteLength, JSON.stringify(s));
+  }
 });

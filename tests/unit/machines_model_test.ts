@@ -5,9 +5,9 @@
  * a *product model* pairs the real machine (its own pure `transition`) with a
  * small model of what its binding does around it and of what the world asked
  * for (the "truth"): the partition worker's records and commits
- * (`actors/pipeline.ts`, `actors/partition_worker.ts`), opossum's real state
+ * (`actors/pipeline/pipeline.ts`, `actors/pipeline/partition_worker.ts`), opossum's real state
  * and the calls a reader of the breaker lets through
- * (`actors/circuit_breaker.ts`), the supervisor's child work
+ * (`actors/pipeline/circuit_breaker.ts`), the supervisor's child work
  * (`supervisors/supervisor.ts`). `@xstate/graph` walks that product
  * (`getShortestPaths`: one shortest path to every reachable product state);
  * every path, and every path extended by each event enabled at its end (so
@@ -279,7 +279,7 @@ function assertCaught<M, E extends EventObject>(spec: Spec<M, E>, id: string): s
 // ---------------------------------------------------------------------------
 // Partition consumer.
 //
-// The binding (actors/pipeline.ts) admits records into the partition worker
+// The binding (actors/pipeline/pipeline.ts) admits records into the partition worker
 // only while the partition runs, raises `inflight` when the worker is full
 // (pending ≥ maxInflight) and lifts it when it is ready again (pending ≤
 // maxInflight / 2), commits the worker's low watermark (the offset after the
@@ -531,7 +531,7 @@ Deno.test("model: partition consumer, every generated path keeps P1–P7", () =>
 // ---------------------------------------------------------------------------
 // Circuit breaker.
 //
-// opossum decides; the binding (actors/circuit_breaker.ts) sends the machine
+// opossum decides; the binding (actors/pipeline/circuit_breaker.ts) sends the machine
 // one event per change opossum reports: closed → open (OPENED), open →
 // halfOpen (HALF_OPENED, reset timer), halfOpen → closed (CLOSED, the probe
 // succeeded), halfOpen → open (OPENED, the probe failed), open → closed

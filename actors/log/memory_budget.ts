@@ -1,0 +1,39 @@
+/**
+ * Fetch sizes from the memory budget (`SLUICE_MEMORY_BUDGET_MB`) and
+ * `SLUICE_MAX_INFLIGHT`: what bounds the records sitting in the heap between
+ * the broker and the partition workers (README, Configuration; Benchmarks).
+ *
+ * ```ts
+ * const { maxBytes, maxBytesPerPartition } = fetchSizes({ memoryBudgetMb: 64, maxInflight: 64 });
+ * ```
+ *
+ * - A fetch (one request to a broker, every assigned partition) returns at
+ *   most `budget / 8` bytes: a decoded record takes several times its wire
+ *   size in the heap (key, value, headers, offset strings, the envelope).
+ * - A partition returns at most `maxInflight × 1 KiB`, between 64 KiB and
+ *   1 MiB (kafkajs' own default), and never more than the fetch. A partition
+ *   worker takes `maxInflight` records at a time, so fetching far more only
+ *   queues them in memory; fetching fewer would starve it (kafkajs fetches a
+ *   partition again only once its batch is finished), hence 1 KiB per record
+ *   in flight rather than a typical record's size.
+ *
+ * The broker still returns a first record batch larger than these limits
+ * (KIP-74), so a large record never blocks a partition.
+ *
+ * @module
+ */
+
+/** Bytes per record in flight assumed for the per-partition fetch size. */
+export const FETCH_BYTES_PER_INFLIGHT = 1024;
+
+/** Fetch sizes (bytes) of the Kafka consumer; see the module doc. */
+export function fetchSizes(
+  opts: { memoryBudgetMb: number; maxInflight: number },
+): { maxBytes: number; maxBytesPerPartition: number } {
+  const maxBytes = Math.floor((opts.memoryBudgetMb * 1024 * 1024) / 8);
+  const perPartition = Math.min(
+    1024 * 1024,
+    Math.max(64 * 1024, opts.maxInflight * FETCH_BYTES_PER_INFLIGHT),
+  );
+  return { maxBytes, maxBytesPerPartition: Math.min(perPartition, maxBytes) };
+}

@@ -1,0 +1,138 @@
+/**
+ * The process and runtime metrics of `/metrics` (prom-client's default set:
+ * `process_*`, `nodejs_*`), with the event-loop lag measured by sluice
+ * itself, so that a scrape costs well under a millisecond.
+ *
+ * ```ts
+ * registerRuntimeMetrics(registry);
+ * ```
+ *
+ * Why not `collectDefaultMetrics`: under Deno its event-loop collector
+ * (`perf_hooks.monitorEventLoopDelay`) made each scrape compute the mean,
+ * standard deviation and three percentiles over every delay recorded since
+ * the previous scrape, and wait for a `setImmediate`; measured in the
+ * framework benchmark (README, Benchmarks) it was two thirds of the CPU of
+ * every scrape. Every other default collector is prom-client's own,
+ * registered one by one.
+ *
+ * **Event-loop lag here.** A timer armed every {@link LAG_INTERVAL_MS} ms
+ * measures how late it fires; the delays since the last scrape (at most
+ * {@link LAG_SAMPLES} kept) give `nodejs_eventloop_lag_{min,max,mean,
+ * stddev,p50,p90,p99}_seconds`, and the last one
+ * `nodejs_eventloop_lag_seconds`. Same names, units and help as
+ * prom-client's; the resolution is {@link LAG_INTERVAL_MS} ms instead of 10
+ * (the idle process wakes 10 times a second for it, not 100). With no
+ * sample since the last scrape the gauges keep their values.
+ *
+ * @module
+ */
+import client, { type Registry } from "prom-client";
+import processCpuTotal from "prom-client/lib/metrics/processCpuTotal.js";
+import processStartTime from "prom-client/lib/metrics/processStartTime.js";
+import osMemoryHeap from "prom-client/lib/metrics/osMemoryHeap.js";
+import processOpenFileDescriptors from "prom-client/lib/metrics/processOpenFileDescriptors.js";
+import processMaxFileDescriptors from "prom-client/lib/metrics/processMaxFileDescriptors.js";
+import processResources from "prom-client/lib/metrics/processResources.js";
+import processHandles from "prom-client/lib/metrics/processHandles.js";
+import processRequests from "prom-client/lib/metrics/processRequests.js";
+import heapSizeAndUsed from "prom-client/lib/metrics/heapSizeAndUsed.js";
+import heapSpacesSizeAndUsed from "prom-client/lib/metrics/heapSpacesSizeAndUsed.js";
+import version from "prom-client/lib/metrics/version.js";
+import gc from "prom-client/lib/metrics/gc.js";
+
+/** Period of the event-loop lag timer (ms). */
+export const LAG_INTERVAL_MS = 100;
+/** Delays kept between two scrapes, at most (the newest). */
+export const LAG_SAMPLES = 1024;
+
+type Collector = (registry: Registry, config: Record<string, unknown>) => void;
+
+/** Registers the runtime metrics on `registry` (see the module doc). Once per registry. */
+export function registerRuntimeMetrics(registry: Registry): void {
+  const config = { register: registry };
+  for (
+    const collect of [
+      processCpuTotal,
+      processStartTime,
+      osMemoryHeap,
+      processOpenFileDescriptors,
+      processMaxFileDescriptors,
+      processResources,
+      processHandles,
+      processRequests,
+      heapSizeAndUsed,
+      heapSpacesSizeAndUsed,
+      version,
+      gc,
+    ] as Collector[]
+  ) collect(registry, config);
+  eventLoopLag(registry);
+}
+
+function eventLoopLag(registry: Registry): void {
+  const delays = new Float64Array(LAG_SAMPLES);
+  let n = 0;
+  let last = 0;
+  let due = performance.now() + LAG_INTERVAL_MS;
+  const tick = () => {
+    const now = performance.now();
+    last = Math.max(0, now - due) / 1000;
+    delays[n % LAG_SAMPLES] = last;
+    n++;
+    due = now + LAG_INTERVAL_MS;
+    Deno.unrefTimer(setTimeout(tick, LAG_INTERVAL_MS));
+  };
+  Deno.unrefTimer(setTimeout(tick, LAG_INTERVAL_MS));
+
+  const gauge = (name: string, help: string) =>
+    new client.Gauge({ name, help, registers: [registry] });
+  // Registered first: its collect sets every gauge below, then forgets the
+  // delays (as prom-client's histogram reset does).
+  new client.Gauge({
+    name: "nodejs_eventloop_lag_seconds",
+    help: "Lag of event loop in seconds.",
+    registers: [registry],
+    collect() {
+      this.set(last);
+      const k = Math.min(n, LAG_SAMPLES);
+      if (k === 0) return;
+      const s = delays.slice(0, k).sort();
+      let sum = 0;
+      for (const v of s) sum += v;
+      const m = sum / k;
+      let sq = 0;
+      for (const v of s) sq += (v - m) ** 2;
+      const at = (q: number) => s[Math.min(k - 1, Math.floor(q * k))];
+      min.set(s[0]);
+      max.set(s[k - 1]);
+      mean.set(m);
+      stddev.set(Math.sqrt(sq / k));
+      p50.set(at(0.5));
+      p90.set(at(0.9));
+      p99.set(at(0.99));
+      n = 0;
+    },
+  });
+  const min = gauge("nodejs_eventloop_lag_min_seconds", "The minimum recorded event loop delay.");
+  const max = gauge("nodejs_eventloop_lag_max_seconds", "The maximum recorded event loop delay.");
+  const mean = gauge(
+    "nodejs_eventloop_lag_mean_seconds",
+    "The mean of the recorded event loop delays.",
+  );
+  const stddev = gauge(
+    "nodejs_eventloop_lag_stddev_seconds",
+    "The standard deviation of the recorded event loop delays.",
+  );
+  const p50 = gauge(
+    "nodejs_eventloop_lag_p50_seconds",
+    "The 50th percentile of the recorded event loop delays.",
+  );
+  const p90 = gauge(
+    "nodejs_eventloop_lag_p90_seconds",
+    "The 90th percentile of the recorded event loop delays.",
+  );
+  const p99 = gauge(
+    "nodejs_eventloop_lag_p99_seconds",
+    "The 99th percentile of the recorded event loop delays.",
+  );
+}

@@ -1,0 +1,162 @@
+/**
+ * Unit tests of the footprint work (README, Benchmarks): the deadline queue
+ * and shared abort links of the record path (`actors/pipeline/deadlines.ts`), the
+ * fetch sizes of the memory budget (`actors/log/memory_budget.ts`) and the
+ * runtime metrics (`actors/runtime/runtime_metrics.ts`).
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { DeadlineQueue, linkAbort } from "../../actors/pipeline/deadlines.ts";
+import { fetchSizes } from "../../actors/log/memory_budget.ts";
+import client from "prom-client";
+import { registry } from "../../actors/runtime/metrics.ts";
+import { registerRuntimeMetrics } from "../../actors/runtime/runtime_metrics.ts";
+
+/** Resolves once `cond()` holds, polling every 5 ms; fails after `ms`. */
+async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
+  const end = performance.now() + ms;
+  while (!cond()) {
+    if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+Deno.test("DeadlineQueue fires in deadline order, not before, and never a cancelled one", async () => {
+  const q = new DeadlineQueue();
+  const fired: string[] = [];
+  const start = performance.now();
+  const at = new Map<string, number>();
+  const add = (name: string, ms: number) =>
+    q.add(ms, () => {
+      fired.push(name);
+      at.set(name, performance.now() - start);
+    });
+  add("c", 60);
+  const b = add("b", 40);
+  add("a", 20);
+  add("d", 60); // same deadline as c, added later: after it
+  const e = add("e", 10);
+  q.cancel(e);
+  q.cancel(e); // twice: no effect
+  q.cancel(b);
+  assert.equal(q.size, 3);
+  await until(() => fired.length === 3, 2000, "three deadlines");
+  assert.deepEqual(fired, ["a", "c", "d"]);
+  assert.ok(at.get("a")! >= 19, `a fired after ${at.get("a")} ms`);
+  assert.ok(at.get("c")! >= 59, `c fired after ${at.get("c")} ms`);
+  assert.equal(q.size, 0);
+  await new Promise((r) => setTimeout(r, 30));
+  assert.deepEqual(fired, ["a", "c", "d"], "no cancelled deadline fired later");
+});
+
+Deno.test("DeadlineQueue: a deadline added from a callback and an earlier one added later both fire", async () => {
+  const q = new DeadlineQueue();
+  const fired: string[] = [];
+  q.add(30, () => {
+    fired.push("first");
+    q.add(5, () => fired.push("chained"));
+  });
+  q.add(200, () => fired.push("late"));
+  q.add(10, () => fired.push("early")); // before the armed timer
+  await until(() => fired.length === 4, 2000, "four deadlines");
+  assert.deepEqual(fired, ["early", "first", "chained", "late"]);
+});
+
+Deno.test("linkAbort aborts every linked controller once, with the reason, and not unlinked ones", () => {
+  const shared = new AbortController();
+  const a = new AbortController(), b = new AbortController(), c = new AbortController();
+  linkAbort(shared.signal, a);
+  const unlinkB = linkAbort(shared.signal, b);
+  linkAbort(shared.signal, c);
+  unlinkB();
+  const reason = new Error("drain deadline");
+  shared.abort(reason);
+  assert.equal(a.signal.reason, reason);
+  assert.equal(c.signal.reason, reason);
+  assert.equal(b.signal.aborted, false);
+  // Linking to a signal already aborted aborts at once.
+  const d = new AbortController();
+  linkAbort(shared.signal, d);
+  assert.equal(d.signal.reason, reason);
+});
+
+Deno.test("fetchSizes: a fetch takes 1/8 of the budget, a partition maxInflight × 1 KiB within 64 KiB–1 MiB", () => {
+  assert.deepEqual(fetchSizes({ memoryBudgetMb: 64, maxInflight: 32 }), {
+    maxBytes: 8 * 1024 * 1024,
+    maxBytesPerPartition: 64 * 1024,
+  });
+  assert.deepEqual(fetchSizes({ memoryBudgetMb: 64, maxInflight: 1000 }), {
+    maxBytes: 8 * 1024 * 1024,
+    maxBytesPerPartition: 1000 * 1024,
+  });
+  assert.equal(
+    fetchSizes({ memoryBudgetMb: 64, maxInflight: 5000 }).maxBytesPerPartition,
+    1024 * 1024,
+  );
+  // Never more per partition than the whole fetch.
+  assert.deepEqual(fetchSizes({ memoryBudgetMb: 16, maxInflight: 100_000 }), {
+    maxBytes: 2 * 1024 * 1024,
+    maxBytesPerPartition: 1024 * 1024,
+  });
+  assert.deepEqual(fetchSizes({ memoryBudgetMb: 16, maxInflight: 1 }), {
+    maxBytes: 2 * 1024 * 1024,
+    maxBytesPerPartition: 64 * 1024,
+  });
+});
+
+Deno.test("runtime metrics: prom-client's default names, event-loop lag measured, a render cheaper than prom-client's defaults", async () => {
+  await new Promise((r) => setTimeout(r, 350)); // a few lag samples
+  const text = await registry.metrics();
+  for (
+    const name of [
+      "process_cpu_seconds_total",
+      "process_resident_memory_bytes",
+      "process_open_fds",
+      "process_start_time_seconds",
+      "nodejs_heap_size_used_bytes",
+      "nodejs_version_info",
+      "nodejs_eventloop_lag_seconds",
+      "nodejs_eventloop_lag_p99_seconds",
+    ]
+  ) {
+    assert.match(text, new RegExp(`^${name}(\\{.*\\})? `, "m"), name);
+  }
+  const p50 = Number(text.match(/^nodejs_eventloop_lag_p50_seconds (\S+)$/m)![1]);
+  assert.ok(Number.isFinite(p50) && p50 >= 0 && p50 < 1, `p50 lag ${p50}`);
+  // Cost against a baseline of the same run (no wall-clock threshold): the
+  // same runtime metrics from prom-client's collectDefaultMetrics, which
+  // these replace. Interleaved, so load on the machine hits both alike.
+  const ours = new client.Registry();
+  registerRuntimeMetrics(ours);
+  const theirs = new client.Registry();
+  client.collectDefaultMetrics({ register: theirs });
+  await new Promise((r) => setTimeout(r, 50));
+  const median = (xs: number[]) => xs.sort((x, y) => x - y)[xs.length >> 1];
+  const a: number[] = [], b: number[] = [];
+  for (let i = 0; i < 31; i++) {
+    let t = performance.now();
+    await ours.metrics();
+    a.push(performance.now() - t);
+    t = performance.now();
+    await theirs.metrics();
+    b.push(performance.now() - t);
+  }
+  const ratio = median(a) / median(b);
+  console.log(
+    `runtime metrics render: ${median(a).toFixed(3)} ms; prom-client defaults ${
+      median(b).toFixed(3)
+    } ms; ratio ${ratio.toFixed(2)}`,
+  );
+  assert.ok(ratio < 1, `render ratio ${ratio.toFixed(2)} against prom-client's default metrics`);
+});
+
+Deno.test("the ./sluice launcher runs Deno with the V8 flags of `deno task start`", () => {
+  const config = JSON.parse(Deno.readTextFileSync(new URL("../../deno.json", import.meta.url)));
+  const flags: string[] = config.tasks.start.match(/--v8-flags=\S+/g) ?? [];
+  assert.ok(flags.length > 0, "deno task start sets V8 flags");
+  const launcher = Deno.readTextFileSync(new URL("../../sluice", import.meta.url));
+  const exec = launcher.split("\n").find((l) => l.startsWith('exec "$deno_bin" run'));
+  assert.ok(exec, "the launcher's exec line");
+  assert.deepEqual(exec.match(/--v8-flags=\S+/g), flags);
+});
