@@ -48,6 +48,7 @@ import { DeadLetterStore } from "../actors/dlq.ts";
 import { createEmbeddedLog, embeddedLogDir } from "../actors/embedded_log.ts";
 import { type IdempotencyStore, openIdempotencyStore } from "../actors/idempotency.ts";
 import { createKafkaLog } from "../actors/kafka_log.ts";
+import { createPlatformaticLog } from "../actors/platformatic_log.ts";
 import { type LoadGenerator, startLoadGenerator } from "../actors/load_generator.ts";
 import { configureLog, flushRepeatedLogs, logFormat, logger } from "../actors/log.ts";
 import { redactUrl } from "../actors/redact.ts";
@@ -152,7 +153,7 @@ export async function startSluice(config: Config, opts: StartOptions = {}): Prom
   const validatePayload = schemas?.validate;
   // The parts chosen by the configuration: real when configured, else embedded.
   const logClient: LogClient = config.kafkaBrokers.length > 0
-    ? createKafkaLog({
+    ? (config.kafkaClient === "platformatic" ? createPlatformaticLog : createKafkaLog)({
       brokers: config.kafkaBrokers,
       clientId: config.clientId,
       sessionTimeoutMs: config.kafkaSessionTimeoutMs,
