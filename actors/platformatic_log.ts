@@ -777,7 +777,17 @@ async function* readPlatformaticRange(
       if (!entry) throw new Error(`No leader for ${tp.topic}:${tp.partition}`);
       const res = await c.fetch({ node: entry[0], topics: entry[1] });
       const p = res.responses[0]?.partitions.find((x) => x.partitionIndex === tp.partition);
-      if (!p) continue;
+      if (!p || !p.records?.length) {
+        // No data: an incremental fetch session leaves the partition out of
+        // the answer altogether; done when nothing is left before the end.
+        const hw = p ? p.highWatermark : (await c.listOffsets({
+          topics: [tp.topic],
+          partitions: { [tp.topic]: [tp.partition] },
+          timestamp: -1n,
+        })).get(tp.topic)?.[tp.partition] ?? 0n;
+        if (hw <= next) break;
+        if (!p) continue;
+      }
       if (p.errorCode !== 0) {
         throw new Error(`Fetch of ${tp.topic}:${tp.partition} failed (error code ${p.errorCode})`);
       }
