@@ -212,6 +212,23 @@ class PlatformaticProducer implements LogProducer {
   }
   async send(topic: string, messages: OutgoingMessage[]): Promise<void> {
     if (messages.length === 0) return;
+    try {
+      await this.#send(topic, messages);
+    } catch (e) {
+      // The library nests the broker's answer in an AggregateError; callers
+      // (the audit writer trims an event the log refused for its size) read
+      // the Kafka error name from `type`, as kafkajs gives it.
+      const type = apiId(e, ["MESSAGE_TOO_LARGE", "RECORD_LIST_TOO_LARGE"]);
+      if (type) {
+        throw Object.assign(new Error(`Produce refused by the broker: ${type} (too large)`), {
+          type,
+          cause: e,
+        });
+      }
+      throw e;
+    }
+  }
+  async #send(topic: string, messages: OutgoingMessage[]): Promise<void> {
     await this.#p.send({
       acks: ProduceAcks.ALL,
       messages: messages.map((m): MessageToProduce => {
@@ -385,6 +402,18 @@ async function topicNames(c: Consumer, topics: string[]): Promise<Map<string, st
   const names = new Map<string, string>();
   for (const [name, tm] of md.topics) names.set(tm.id, name);
   return names;
+}
+
+/** The first of `ids` found as a Kafka error name (`apiId`) in `e` or the errors it nests. */
+function apiId(e: unknown, ids: string[], depth = 0): string | undefined {
+  if (!e || typeof e !== "object" || depth > 8) return undefined;
+  const id = (e as { apiId?: unknown }).apiId;
+  if (typeof id === "string" && ids.includes(id)) return id;
+  for (const inner of (e as { errors?: unknown[] }).errors ?? []) {
+    const found = apiId(inner, ids, depth + 1);
+    if (found) return found;
+  }
+  return apiId((e as { cause?: unknown }).cause, ids, depth + 1);
 }
 
 /** The per-partition error codes of a failed fetch, when the library attached the response. */
