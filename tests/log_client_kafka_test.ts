@@ -158,7 +158,7 @@ for (const [name, create] of CLIENTS) {
     }
   });
 
-  Deno.test(`${name}: a second member joining fences the first member's batches (stale, no commit) and the partitions are shared`, async () => {
+  Deno.test(`${name}: a second member joining stops the first member's batch (a stale batch does not commit) and the partitions are shared`, async () => {
     const brokers = infra().kafka.brokers;
     const a = create(brokers, `port-${name}-a`);
     const b = create(brokers, `port-${name}-b`);
