@@ -107,6 +107,15 @@ export const CONFIG_SCHEMA = [
     doc: "Consumer group session timeout: how long a crashed instance keeps its partitions (ms)",
   },
   {
+    key: "kafkaClient",
+    env: "SLUICE_KAFKA_CLIENT",
+    type: "enum",
+    choices: ["kafkajs", "platformatic"],
+    default: "kafkajs",
+    doc:
+      "Kafka client library: `kafkajs` (default) or `platformatic` (`@platformatic/kafka`; README: Kafka client choice)",
+  },
+  {
     key: "embeddedPartitions",
     env: "SLUICE_EMBEDDED_PARTITIONS",
     type: "int",

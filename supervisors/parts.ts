@@ -72,12 +72,14 @@ export async function chooseParts(config: Config, loadRate = 20): Promise<Parts>
     ? undefined
     : await import("../actors/log/embedded/log.ts");
   const logClient: LogClient = !embeddedLog
-    ? (await import("../actors/log/kafka.ts")).createKafkaLog({
-      brokers: config.kafkaBrokers,
-      clientId: config.clientId,
-      sessionTimeoutMs: config.kafkaSessionTimeoutMs,
-      ...fetchSizes({ memoryBudgetMb: config.memoryBudgetMb, maxInflight: config.maxInflight }),
-    })
+    ? (config.kafkaClient === "platformatic"
+      ? (await import("../actors/log/platformatic.ts")).createPlatformaticLog
+      : (await import("../actors/log/kafka.ts")).createKafkaLog)({
+        brokers: config.kafkaBrokers,
+        clientId: config.clientId,
+        sessionTimeoutMs: config.kafkaSessionTimeoutMs,
+        ...fetchSizes({ memoryBudgetMb: config.memoryBudgetMb, maxInflight: config.maxInflight }),
+      })
     : embeddedLog.createEmbeddedLog({
       dir: embeddedLog.embeddedLogDir(config.dataDir),
       partitions: config.embeddedPartitions,

@@ -11,6 +11,8 @@
  * deno task bench --only framework --profile DIR  # CPU profile + heap snapshot of sluice (tests/bench/profile.ts)
  * deno task bench --v8-flags=--max-old-space-size=96  # V8 flags of every sluice started,
  *                                      # instead of deno task start's (`none`: V8's defaults)
+ * deno task bench --client platformatic           # every sluice started on @platformatic/kafka
+ * deno task bench --compare-clients --only client # the framework run on kafkajs and on @platformatic/kafka
  * SLUICE_TEST_STATE=… deno task bench # reuse running infrastructure (deno task test --hold, or the runner)
  * ```
  *
@@ -1309,6 +1311,137 @@ async function inProcessCost(z: Sizes, schemaDir: string): Promise<{
   }
 }
 
+/** The Kafka clients `--compare-clients` runs (`SLUICE_KAFKA_CLIENT`). */
+export const CLIENTS = ["kafkajs", "platformatic"] as const;
+
+/** One client's figures in the comparison: per round, then summarised. */
+export interface ClientFigures {
+  client: string;
+  rps: number[];
+  cpuMsPer1k: number[];
+  rssSteady: number[];
+  rssPeak: number[];
+}
+
+/**
+ * `--compare-clients`: the framework run (sluice against a no-op upstream,
+ * `key` ordering, 1000 in flight, audit on RGW) once per client per round on
+ * the same pre-filled topic (a fresh group each time), clients alternated
+ * from one round to the next so that drifts of the shared machine hit both.
+ * RSS steady = median of the samples during the run; peak = their maximum.
+ */
+async function clientComparison(kafka: Kafka, z: Sizes): Promise<Row[]> {
+  const topic = uniqueName("bench-clients");
+  say(`clients: filling ${topic} with ${z.framework} records`);
+  await fillTopic(kafka, topic, z.framework);
+  const figures = new Map<string, ClientFigures>(
+    CLIENTS.map((c) => [c, { client: c, rps: [], cpuMsPer1k: [], rssSteady: [], rssPeak: [] }]),
+  );
+  const rounds = Math.max(2, z.costRounds);
+  for (let r = 0; r < rounds; r++) {
+    const order = r % 2 === 0 ? [...CLIENTS] : [...CLIENTS].reverse();
+    for (const client of order) {
+      const run = `clients-${client}-${r}`;
+      const m = await withStub({ latencyMs: 0 }, (stub) =>
+        withSluice(
+          sluiceEnv(topic, uniqueName(`bench-${client}`), uniqueName("bench-audit"), stub.url, {
+            SLUICE_ORDERING: "key",
+            SLUICE_MAX_INFLIGHT: "1000",
+            SLUICE_KAFKA_CLIENT: client,
+          }),
+          (s) => measureSluice(run, s, stub, z.framework),
+        ));
+      const rss = rssByRun.get(run) ?? [];
+      // Not part of the memory rows of the default run.
+      rssByRun.delete(run);
+      const f = figures.get(client)!;
+      f.rps.push(m.rps);
+      f.cpuMsPer1k.push(m.cpuMsPer1k);
+      f.rssSteady.push(rss.length ? percentile(rss, 50) : NaN);
+      f.rssPeak.push(rss.length ? Math.max(...rss) : NaN);
+      say(
+        `clients: ${client} round ${r + 1}: ${round(m.rps)} records/s, ${
+          round(m.cpuMsPer1k)
+        } ms CPU/1000, RSS median ${round(f.rssSteady.at(-1)! / 1e6, 1)} MB, peak ${
+          round(f.rssPeak.at(-1)! / 1e6, 1)
+        } MB`,
+      );
+    }
+  }
+  lastClientFigures = [...figures.values()];
+  const med = (v: number[]) => percentile(v, 50);
+  const rows: Row[] = [];
+  const [a, b] = CLIENTS.map((c) => figures.get(c)!);
+  for (const f of [a, b]) {
+    const each = (v: number[], d = 0, k = 1) => v.map((x) => round(x / k, d)).join(", ");
+    rows.push(
+      {
+        id: `clients.${f.client}.rps`,
+        benchmark: `Kafka client ${f.client}: framework run, median`,
+        value: round(med(f.rps)),
+        unit: "records/s",
+        note: `rounds: ${each(f.rps)}`,
+      },
+      {
+        id: `clients.${f.client}.cpu`,
+        benchmark: `Kafka client ${f.client}: CPU per 1000 records, median`,
+        value: round(med(f.cpuMsPer1k)),
+        unit: "ms",
+        note: `rounds: ${each(f.cpuMsPer1k)}`,
+      },
+      {
+        id: `clients.${f.client}.rss_steady`,
+        benchmark: `Kafka client ${f.client}: RSS during the run, median`,
+        value: round(med(f.rssSteady) / 1e6, 1),
+        unit: "MB",
+        note: `rounds: ${each(f.rssSteady, 1, 1e6)}`,
+      },
+      {
+        id: `clients.${f.client}.rss_peak`,
+        benchmark: `Kafka client ${f.client}: RSS during the run, peak`,
+        value: round(Math.max(...f.rssPeak) / 1e6, 1),
+        unit: "MB",
+        note: `rounds: ${each(f.rssPeak, 1, 1e6)}`,
+      },
+    );
+  }
+  return rows;
+}
+
+/** Figures of the last client comparison (for the side-by-side table). */
+let lastClientFigures: ClientFigures[] | undefined;
+
+/** The side-by-side table of `--compare-clients`: one column per client, medians of the rounds. */
+export function formatClientTable(figures: ClientFigures[]): string {
+  const med = (v: number[]) => percentile(v, 50);
+  const lines: [string, (f: ClientFigures) => string, "low" | "high"][] = [
+    ["records/s (median)", (f) => String(round(med(f.rps))), "high"],
+    ["CPU ms / 1000 records (median)", (f) => String(round(med(f.cpuMsPer1k))), "low"],
+    [
+      "RSS steady, MB (median of run medians)",
+      (f) => String(round(med(f.rssSteady) / 1e6, 1)),
+      "low",
+    ],
+    [
+      "RSS peak, MB (max over rounds)",
+      (f) => String(round(Math.max(...f.rssPeak) / 1e6, 1)),
+      "low",
+    ],
+  ];
+  const head = ["Framework run", ...figures.map((f) => f.client), "Better"];
+  const body = lines.map(([name, get, better]) => {
+    const vals = figures.map(get);
+    const nums = vals.map(Number);
+    const best = better === "high" ? Math.max(...nums) : Math.min(...nums);
+    const winner = nums.every((n) => n === best) ? "tie" : figures[nums.indexOf(best)].client;
+    return [name, ...vals, winner];
+  });
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((l) => l[i].length)));
+  const fmt = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i])).join(" | ")} |`;
+  return [fmt(head), `|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`, ...body.map(fmt)]
+    .join("\n");
+}
+
 /** Formats rows as a Markdown table. */
 export function formatTable(rows: Row[]): string {
   const head = ["Benchmark", "Result", "Target", "Met", "Notes"];
@@ -1334,12 +1467,14 @@ async function main(): Promise<number> {
       only: { type: "string" },
       profile: { type: "string" },
       "v8-flags": { type: "string" },
+      client: { type: "string" },
+      "compare-clients": { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
     },
   });
   if (values.help) {
     console.log(
-      "Usage: deno task bench [--quick] [--out FILE] [--only NAME] [--profile DIR] [--v8-flags FLAGS]\n\nStarts Kafka and Ceph RGW (or reuses them when SLUICE_TEST_STATE is set), runs the benchmarks of DESIGN §5, prints a table and writes FILE (default bench-results.json).",
+      "Usage: deno task bench [--quick] [--out FILE] [--only NAME] [--profile DIR] [--v8-flags FLAGS] [--client kafkajs|platformatic] [--compare-clients]\n\n--client runs every sluice on that Kafka client (SLUICE_KAFKA_CLIENT); --compare-clients adds the framework run on each client, side by side (with --only client, only that).\nStarts Kafka and Ceph RGW (or reuses them when SLUICE_TEST_STATE is set), runs the benchmarks of the README's Benchmarks section, prints a table and writes FILE (default bench-results.json).",
     );
     return 0;
   }
@@ -1349,6 +1484,14 @@ async function main(): Promise<number> {
   if (values.profile !== undefined) {
     await Deno.mkdir(values.profile, { recursive: true });
     profileDir = await Deno.realPath(values.profile);
+  }
+  if (values.client !== undefined) {
+    if (!(CLIENTS as readonly string[]).includes(values.client)) {
+      console.error(`--client: expected one of ${CLIENTS.join(", ")}`);
+      return 2;
+    }
+    // The harness passes it to every sluice it starts (tests/harness/sluice_process.ts).
+    Deno.env.set("SLUICE_TEST_KAFKA_CLIENT", values.client);
   }
   let state: InfraState | undefined;
   let stopping = false;
@@ -1402,6 +1545,9 @@ async function main(): Promise<number> {
       ["audit throughput", () => auditThroughput(sizes)],
       ["per-record cost", () => perRecordCost(kafka, sizes)],
     ];
+    if (values["compare-clients"]) {
+      scenarios.push(["client comparison", () => clientComparison(kafka, sizes)]);
+    }
     for (const [name, run] of scenarios) {
       if (values.only !== undefined && !name.includes(values.only)) continue;
       try {
@@ -1426,6 +1572,7 @@ async function main(): Promise<number> {
     machine: machine(),
     sizes,
     rows,
+    clients: lastClientFigures,
     failures,
     missing,
   };
@@ -1435,6 +1582,10 @@ async function main(): Promise<number> {
     `\nsluice benchmarks (${result.mode}, ${result.seconds} s) on ${m.cpu}, ${m.cores} cores, ${m.memory_gib} GiB, ${m.os}, Deno ${m.deno}\n`,
   );
   console.log(formatTable(rows));
+  if (lastClientFigures) {
+    console.log(`\nKafka clients side by side (${sizes.framework} records per run):\n`);
+    console.log(formatClientTable(lastClientFigures));
+  }
   console.log(`\nwritten to ${values.out}`);
   for (const f of failures) console.log(`FAILED: ${f}`);
   return failures.length === 0 && missing.length === 0 ? 0 : 1;

@@ -39,6 +39,8 @@ export interface SluiceProcessOptions {
 }
 
 /** How much of a process's output is kept (the tail); `SLUICE_TEST_OUTPUT_BYTES`, default 200 kB. */
+/** The Kafka client the started processes use (`SLUICE_TEST_KAFKA_CLIENT`); unset = sluice's default. */
+const TEST_KAFKA_CLIENT = Deno.env.get("SLUICE_TEST_KAFKA_CLIENT");
 const OUTPUT_BYTES = Number(Deno.env.get("SLUICE_TEST_OUTPUT_BYTES") ?? "200000");
 
 /**
@@ -84,6 +86,10 @@ export async function startSluiceProcess(opts: SluiceProcessOptions): Promise<Sl
       SLUICE_HTTP_HOST: "127.0.0.1",
       SLUICE_DATA_DIR: dataDir,
       SLUICE_LOG_FORMAT: "pretty",
+      // `SLUICE_TEST_KAFKA_CLIENT=platformatic` runs every started sluice on
+      // the second Kafka client (README: Kafka client choice); a test's own
+      // `SLUICE_KAFKA_CLIENT` still wins.
+      ...(TEST_KAFKA_CLIENT ? { SLUICE_KAFKA_CLIENT: TEST_KAFKA_CLIENT } : {}),
       ...opts.env,
     },
     stdout: "piped",
