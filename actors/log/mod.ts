@@ -1,9 +1,10 @@
 /**
  * The log sluice consumes and produces to: the {@link LogClient} port
- * (`port.ts`) and its two adapters, real Kafka on kafkajs or on `@platformatic/kafka` (`platformatic.ts`,
- * `SLUICE_KAFKA_CLIENT`), (`kafka.ts`; fetch sizes from the memory budget:
- * `memory_budget.ts`) and the
- * embedded in-process log of local mode (`embedded/`).
+ * (`port.ts`) and its adapters: real Kafka on kafkajs (`kafka.ts`, the
+ * default) or on `@platformatic/kafka` (`platformatic.ts`, chosen with
+ * `SLUICE_KAFKA_CLIENT`), with fetch sizes from the memory budget
+ * (`memory_budget.ts`); and the embedded in-process log of local mode
+ * (`embedded/`).
  *
  * @module
  */
