@@ -1,5 +1,5 @@
 /**
- * The Hono app of sluice: every route of DESIGN §3 on one port.
+ * The Hono app of sluice: every route of the README's "HTTP endpoints" on one port.
  *
  * ```
  * GET  /  /dashboard/data  /dashboard/history    (dashboard page, its JSON, its memory)

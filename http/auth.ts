@@ -1,5 +1,5 @@
 /**
- * Access rule of the control and DLQ routes (DESIGN §3):
+ * Access rule of the control and DLQ routes (README, "Security"):
  *  - a token is configured: `Authorization: Bearer <token>` is required from
  *    every client, loopback included (401 otherwise);
  *  - no token: only loopback clients are answered (403 otherwise), and no

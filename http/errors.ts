@@ -62,6 +62,7 @@ const CODE_BY_STATUS: Record<number, string> = {
 const STATUS_BY_KIND: Record<ErrorKind, ContentfulStatusCode> = {
   invalid: 422,
   not_found: 404,
+  conflict: 409,
   unavailable: 503,
   timeout: 504,
 };

@@ -40,7 +40,7 @@ export type CircuitBreakerEvent =
   | { type: "HALF_OPENED" }
   | { type: "CLOSED" };
 
-/** Gauge value of each state (DESIGN §3). */
+/** Gauge value of each state (README, "Internals: the contracts": 0 closed, 1 half-open, 2 open). */
 export const CIRCUIT_GAUGE = { closed: 0, halfOpen: 1, open: 2 } as const;
 
 /** The breaker mirror: `closed` → `open` → `halfOpen` → `closed` (or back to `open`). */

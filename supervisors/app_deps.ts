@@ -11,9 +11,8 @@ import denoJson from "../deno.json" with { type: "json" };
 import { buildReport } from "../actors/audit/report.ts";
 import { logger } from "../actors/runtime/logger.ts";
 import { registry } from "../actors/runtime/metrics.ts";
-import { UnavailableError } from "../actors/runtime/errors.ts";
+import { ConflictError, UnavailableError } from "../actors/runtime/errors.ts";
 import type { AppDeps, ReadyCheck, StatusSummary } from "../http/deps.ts";
-import { HttpError } from "../http/errors.ts";
 import type { Env } from "./children.ts";
 import type { ShutdownStatus } from "./shutdown.ts";
 import type { Slot, Slots } from "./slots.ts";
@@ -102,7 +101,7 @@ export function appDeps({ config, parts }: Env, s: Slots, life: Lifecycle): AppD
   };
 
   const notShuttingDown = () => {
-    if (life.shuttingDown()) throw new HttpError(409, "shutting_down", "Sluice is shutting down");
+    if (life.shuttingDown()) throw new ConflictError("shutting_down", "Sluice is shutting down");
   };
   const replays = () => need(s.replay, "Replay driver not started").manager;
   const dlq = () => need(s.replay, "Dead-letter store not started").deadLetters;

@@ -14,8 +14,8 @@
  * Measured on loopback under Deno 2.9 it is as fast as `fetch` (about 10,000
  * req/s with 64 concurrent callers, one core).
  *
- * **Body.** By default the record's value, unchanged (DESIGN §1: "POST of the
- * record's value"), so the upstream sees the whole envelope; with
+ * **Body.** By default the record's value, unchanged (a POST of the record's
+ * value), so the upstream sees the whole envelope; with
  * `body: "payload"` the envelope's `payload`, as JSON. `Content-Type` is the
  * record's `content-type` header, else `application/json`. Headers sent:
  * `Idempotency-Key`, `traceparent`, `X-Request-Id`.

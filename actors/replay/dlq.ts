@@ -24,7 +24,7 @@
  * (when it was dead-lettered). Order: by that time, then DLQ partition and
  * offset. `cursor` is opaque (the position of the last item returned), so a
  * page is stable while new dead letters arrive. Each item is the dead letter
- * (DESIGN §3) plus `dlq_partition` and `dlq_offset`.
+ * (README, "Internals: the contracts") plus `dlq_partition` and `dlq_offset`.
  *
  * **Replaying one** (by `id` = `topic:partition:offset` of the original
  * record; the latest dead letter with that id): the original record

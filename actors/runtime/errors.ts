@@ -10,7 +10,7 @@
  */
 
 /** What went wrong, in domain terms (the HTTP surface maps each to one status). */
-export type ErrorKind = "invalid" | "not_found" | "unavailable" | "timeout";
+export type ErrorKind = "invalid" | "not_found" | "conflict" | "unavailable" | "timeout";
 
 /** Options of a {@link SluiceError}. */
 export interface SluiceErrorOptions {
@@ -57,6 +57,14 @@ export class UnknownTopicError extends SluiceError {
   override name = "UnknownTopicError";
   constructor(readonly topic: string, opts: SluiceErrorOptions = {}) {
     super("not_found", "unknown_topic", `unknown topic: ${topic}`, opts);
+  }
+}
+
+/** The call contradicts the current state (e.g. a drain asked while shutting down). */
+export class ConflictError extends SluiceError {
+  override name = "ConflictError";
+  constructor(code: string, message: string, opts: SluiceErrorOptions = {}) {
+    super("conflict", code, message, opts);
   }
 }
 

@@ -26,10 +26,10 @@ const SCHEMA = CONFIG_SCHEMA as readonly OptionSpec[];
 export const CONFIG_ENV_NAMES: ReadonlySet<string> = new Set(SCHEMA.map((s) => s.env));
 
 /**
- * The GET routes of DESIGN §3 that a probe or a scraper may target. Used only
+ * The GET routes of the README's "HTTP endpoints" that a probe or a scraper may target. Used only
  * when `http/app.ts` cannot be found (it is the authority when present).
  */
-export const DESIGN_GET_ROUTES: readonly string[] = [
+export const README_GET_ROUTES: readonly string[] = [
   "/health/live",
   "/health/ready",
   "/metrics",
@@ -773,16 +773,16 @@ export function checkMetricNames(
 /** A route checker and where its answers come from. */
 export interface RouteSource {
   exists: RouteExists;
-  /** `http/app.ts` or `DESIGN §3 route list`. */
+  /** `http/app.ts` or `README route list`. */
   source: string;
   close(): void;
 }
 
-/** The route list of DESIGN §3 as a checker (the fallback). */
+/** The README's route list as a checker (the fallback). */
 export function designRoutes(): RouteSource {
   return {
-    exists: (path) => Promise.resolve(DESIGN_GET_ROUTES.includes(path)),
-    source: "DESIGN §3 route list",
+    exists: (path) => Promise.resolve(README_GET_ROUTES.includes(path)),
+    source: "README route list",
     close() {},
   };
 }
@@ -794,7 +794,7 @@ interface AppLike {
 /**
  * The real HTTP app when `http/app.ts` exists (built with the fake pipeline
  * of `http/testing.ts`, which the HTTP tests use too): `GET path` exists
- * unless it answers 404 or 405. Otherwise the DESIGN §3 route list.
+ * unless it answers 404 or 405. Otherwise the README's route list.
  * Imported by computed URL so that this file type-checks on its own while
  * the app is being written; an app that exists but cannot be built fails.
  */

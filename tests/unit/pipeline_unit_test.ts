@@ -171,7 +171,7 @@ Deno.test("parseEnvelope rejects a value over maxBytes with a clear message, and
 
 // ------------------------------------------------------------ dead letters
 
-Deno.test("buildDeadLetter fills every DESIGN §3 field and round-trips through parseDeadLetter", () => {
+Deno.test("buildDeadLetter fills every field of the README's dead-letter contract and round-trips through parseDeadLetter", () => {
   const record = rec(42, new Uint8Array([0xff, 0x00, 0x41]), {
     key: enc.encode("customer-1"),
     headers: { traceparent: "x", [REPROCESSED_HEADER]: "true" },
