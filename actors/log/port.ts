@@ -1,7 +1,7 @@
 /**
  * The log sluice consumes, behind one interface with two implementations:
  * real Kafka (`actors/log/kafka.ts`, kafkajs) and the embedded in-process
- * partitioned log of local mode (`actors/log/embedded/log.ts`). Partition
+ * partitioned log of local mode (`actors/log/embedded/`). Partition
  * actors, replay and shutdown run unchanged on either.
  *
  * The shape follows kafkajs `eachBatch` with manual offset resolution: the

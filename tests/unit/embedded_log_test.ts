@@ -1,5 +1,5 @@
 /**
- * The embedded log (actors/log/embedded/log.ts): partitioning and order,
+ * The embedded log (actors/log/embedded/, created by log.ts): partitioning and order,
  * resolve/commit semantics across a restart, pause/resume, stop waiting for
  * handlers, offsetsForTimes, readRange, retention, crash recovery, locking.
  * Every wait is on a condition with a deadline, never on a fixed sleep.
