@@ -1,7 +1,8 @@
 /**
- * The log sluice consumes, behind one interface with two implementations:
- * real Kafka (`actors/log/kafka.ts`, kafkajs) and the embedded in-process
- * partitioned log of local mode (`actors/log/embedded/`). Partition
+ * The log sluice consumes, behind one interface with three implementations:
+ * real Kafka on kafkajs (`actors/log/kafka.ts`, the default) or on
+ * `@platformatic/kafka` (`actors/log/platformatic.ts`), and the embedded
+ * in-process partitioned log of local mode (`actors/log/embedded/`). Partition
  * actors, replay and shutdown run unchanged on either.
  *
  * The shape follows kafkajs `eachBatch` with manual offset resolution: the
