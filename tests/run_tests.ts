@@ -25,6 +25,7 @@
  *
  * @module
  */
+import { lanes } from "./harness/lanes.ts";
 import { processesWithEnv, sleep } from "./harness/procs.ts";
 import {
   ensureDebianPackages,
@@ -148,32 +149,6 @@ async function main(): Promise<number> {
   return await runTests(files, env);
 }
 
-/**
- * Files that measure throughput or wall-clock rates of a whole process: they
- * run alone, after the two lanes, so another lane's load cannot move their
- * figures.
- */
-const EXCLUSIVE = ["e2e/http_load_test.ts", "e2e/embedded_load_test.ts"];
-
-/**
- * The files in up to three runs of `deno test`: the `infra/` files in one
- * lane, the others (unit, e2e: they need no Kafka or Ceph, so a broker or RGW
- * restarted by an infra test cannot touch them) in a second lane running at
- * the same time, then the {@link EXCLUSIVE} files alone. Most infra tests
- * wait on the broker, the upstream's pace or outages of fixed length, so the
- * two lanes share the two cores without slowing each other much.
- */
-export function lanes(files: string[]): { together: Record<string, string[]>; alone: string[] } {
-  const alone = files.filter((f) => EXCLUSIVE.some((e) => f.endsWith(e)));
-  const rest = files.filter((f) => !alone.includes(f));
-  const infra = rest.filter((f) => /(^|\/)infra\//.test(f));
-  const local = rest.filter((f) => !infra.includes(f));
-  const together: Record<string, string[]> = {};
-  if (infra.length > 0) together.infra = infra;
-  if (local.length > 0) together.local = local;
-  return { together, alone };
-}
-
 interface LaneResult {
   passed: number;
   failed: number;
@@ -224,12 +199,24 @@ async function runLane(
   return { passed, failed, ok: status.success };
 }
 
+/**
+ * Runs the lanes: the no-infra lane from the start; beside it the outage
+ * lane, then the two infra lanes together once the outages are over; then
+ * the measuring files alone. Every lane shares the one Kafka and RGW.
+ */
 async function runTests(files: string[], env: Record<string, string>): Promise<number> {
   say(`running ${files.length} test files`);
-  const { together, alone } = lanes(files);
-  const results = await Promise.all(
-    Object.entries(together).map(([name, l]) => runLane(name, l, env)),
-  );
+  const { local, outage, infra, alone } = lanes(files);
+  const none = Promise.resolve(undefined);
+  const run = (name: string, l: string[]) => l.length > 0 ? runLane(name, l, env) : none;
+  const outageDone = run("outage", outage);
+  const settled = await Promise.all([
+    run("local", local),
+    outageDone,
+    outageDone.then(() => run("infra-a", infra[0])),
+    outageDone.then(() => run("infra-b", infra[1])),
+  ]);
+  const results = settled.filter((r): r is LaneResult => r !== undefined);
   if (alone.length > 0) results.push(await runLane("alone", alone, env));
   const passed = results.reduce((a, r) => a + r.passed, 0);
   let failed = results.reduce((a, r) => a + r.failed, 0);

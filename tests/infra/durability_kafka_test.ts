@@ -2,9 +2,9 @@
  * Delivery guarantees with the audit trail on the log, on the real Kafka
  * broker and the real Ceph RGW of `deno task test`: an instance lost for good
  * (killed, its data directory deleted, never restarted), repeated kill -9 and
- * restarts, RGW stopped for a minute, an uploader killed between its PUT and
- * its commit, the broker stopped and restarted (SIGTERM and SIGKILL), a
- * commit that hangs, and bad input on the audit path.
+ * restarts, an uploader killed between its PUT and its commit, a commit that
+ * hangs, and bad input on the audit path. The outages of the shared broker
+ * and RGW are in `outage_kafka_test.ts` (they run apart from other files).
  *
  * Every test checks a ledger: each produced record has exactly one final
  * outcome (`delivered` or `dead_lettered`) in the RGW bucket.
@@ -12,23 +12,13 @@
  * @module
  */
 import assert from "node:assert/strict";
-import {
-  sleep,
-  startKafka,
-  startRgw,
-  stopKafka,
-  stopRgw,
-  uniqueName,
-  waitFor,
-} from "../harness/mod.ts";
+import { sleep, uniqueName, waitFor } from "../harness/mod.ts";
 import {
   allPositions,
   createTopic,
-  envelope,
   fullyCommitted,
   groupLag,
   highWatermarks,
-  type Message,
   produceEnvelopes,
   produceMessages,
   readDeadLetters,
@@ -36,69 +26,15 @@ import {
   waitLedgerComplete,
 } from "../harness/kafka_fixture.ts";
 import { readAllAuditEvents, rgwStore } from "../harness/ledger.ts";
-import { type SluiceProcess, startSluiceProcess, withSluice } from "../harness/sluice_process.ts";
-import { startUpstreamStub, type UpstreamStub } from "../harness/upstream_stub.ts";
-
-/** A fresh topic, consumer group and bucket name for one test. */
-function names(prefix: string): { topic: string; group: string; bucket: string } {
-  return {
-    topic: uniqueName(prefix),
-    group: uniqueName(`${prefix}-group`),
-    bucket: uniqueName(`${prefix}-audit`),
-  };
-}
-
-/** Upstream deliveries beyond the first, over every idempotency key. */
-function upstreamDuplicates(stub: UpstreamStub): number {
-  let n = 0;
-  for (const c of stub.delivered.values()) n += c - 1;
-  return n;
-}
-
-/** `count` envelopes with every `every`-th replaced by a malformed value; returns the malformed offsets' sequence numbers. */
-function mixedMessages(topic: string, from: number, count: number, every: number) {
-  const messages: Message[] = [];
-  const malformed: number[] = [];
-  for (let s = from; s < from + count; s++) {
-    const key = `key-${s % 200}`;
-    if (s % every === every - 1) {
-      malformed.push(s);
-      messages.push({
-        key,
-        value: s % 2 === 0 ? `{not json ${s}` : JSON.stringify({ payload: s }),
-      });
-    } else {
-      messages.push({ key, value: envelope(topic, s, key) });
-    }
-  }
-  return { messages, malformed };
-}
-
-/** Asserts a graceful exit (0); otherwise fails with the shutdown and error lines of the output. */
-async function assertCleanExit(p: SluiceProcess): Promise<void> {
-  const code = (await p.status).code;
-  const lines = p.output().split("\n").filter((l) => /shutdown|phase|ERROR|WARN/.test(l));
-  assert.equal(code, 0, `graceful exit; last lines:\n${lines.slice(-40).join("\n")}`);
-}
-
-/** Runs `fn`; when it throws, adds the last `n` lines of sluice's output to the error. */
-async function withOutput<T>(p: SluiceProcess, n: number, fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (e) {
-    const dump = Deno.env.get("SLUICE_TEST_DUMP_DIR");
-    if (dump) await Deno.writeTextFile(`${dump}/sluice-${p.port}.log`, p.output());
-    const tail = p.output().split("\n")
-      .filter((l) => !/^\s+at |ECONNREFUSED/.test(l))
-      .slice(-n).map((l) => l.slice(0, 400)).join("\n");
-    throw new Error(`${e instanceof Error ? e.message : e}\n--- sluice output ---\n${tail}`);
-  }
-}
-
-/** Sum of `queue_depth` (records admitted and not finished) of a running instance. */
-async function admitted(p: SluiceProcess): Promise<number> {
-  return await p.metric("queue_depth").catch(() => 0);
-}
+import { startSluiceProcess, withSluice } from "../harness/sluice_process.ts";
+import { startUpstreamStub } from "../harness/upstream_stub.ts";
+import {
+  admitted,
+  assertCleanExit,
+  mixedMessages,
+  names,
+  upstreamDuplicates,
+} from "../harness/durability.ts";
 
 Deno.test("an instance lost for good (kill -9, data dir deleted, never restarted): the survivor leaves every record exactly one outcome in RGW", async () => {
   const { topic, group, bucket } = names("lost");
@@ -223,71 +159,6 @@ Deno.test("five kill -9 and restarts under load: nothing missing, upstream dupli
   }
 });
 
-Deno.test("RGW stopped for 60 s under load: consumption goes on, nothing lost or duplicated, the uploader catches up", async () => {
-  const { topic, group, bucket } = names("rgwdown");
-  await createTopic(topic);
-  // 300 records/s: enough for the 60 s outage and a little before and after.
-  const total = 21_000;
-  await produceEnvelopes(topic, total, 0, 300);
-  const stub = startUpstreamStub({ latencyMs: 2 });
-  try {
-    const p = await startSluiceProcess({
-      env: sluiceEnv(topic, group, bucket, stub, {
-        SLUICE_ORDERING: "key",
-        SLUICE_RATE_LIMIT: "300",
-      }),
-    });
-    await withSluice(p, async () => {
-      await waitFor(() => stub.delivered.size > 500, { message: "first deliveries" });
-      await stopRgw();
-      const atStop = stub.delivered.size;
-      const downAt = Date.now();
-      let sawNotReady = "";
-      let backlog = 0;
-      try {
-        while (Date.now() - downAt < 60_000) {
-          const r = await fetch(`${p.url}/health/ready`);
-          const body = await r.json();
-          if (r.status === 503 && body.checks?.s3?.ok === false) {
-            sawNotReady = body.checks.s3.detail;
-          }
-          backlog = Math.max(backlog, await p.metric("audit_backlog_depth"));
-          await sleep(2000);
-        }
-      } finally {
-        await startRgw();
-      }
-      const during = stub.delivered.size - atStop;
-      console.log(
-        `RGW down 60 s: ${during} records delivered meanwhile, audit backlog up to ${backlog}; ` +
-          `ready said: ${sawNotReady.slice(0, 160)}`,
-      );
-      assert.ok(during > 60 * 300 * 0.5, `consumption went on while RGW was down (${during})`);
-      assert.match(sawNotReady, /audit store failing/);
-      assert.ok(backlog > 1000, `the uploader lag grew (${backlog})`);
-      await waitFor(
-        async () => (await p.metric("audit_backlog_depth")) === 0 && stub.delivered.size === total,
-        {
-          timeoutMs: 180_000,
-          intervalMs: 1000,
-          message: "every record delivered and the uploader lag back to 0",
-        },
-      );
-      await waitFor(() => fullyCommitted(group, topic), {
-        timeoutMs: 60_000,
-        message: "all committed",
-      });
-    });
-    await assertCleanExit(p);
-    const positions = allPositions(topic, await highWatermarks(topic));
-    const ledger = await waitLedgerComplete(bucket, positions, 60_000);
-    assert.deepEqual(ledger.missing, []);
-    assert.equal(ledger.duplicates.size, 0);
-  } finally {
-    await stub.stop();
-  }
-});
-
 Deno.test("an uploader killed between its PUT and its commit: the batch is not stored twice", async () => {
   const { topic, group, bucket } = names("putkill");
   await createTopic(topic);
@@ -337,75 +208,6 @@ Deno.test("an uploader killed between its PUT and its commit: the batch is not s
   } finally {
     await stub.stop();
     await Deno.remove(dataDir, { recursive: true }).catch(() => {});
-  }
-});
-
-const BROKER_REPS = Number(Deno.env.get("SLUICE_TEST_BROKER_REPS") ?? "2");
-
-Deno.test(`broker stopped ~20 s at 300 records/s and restarted, ${BROKER_REPS} times (SIGTERM and SIGKILL in turn): consumption resumes within 30 s each time`, async () => {
-  const { topic, group, bucket } = names("brokerreps");
-  await createTopic(topic, { partitions: 6 });
-  // Each stop takes about 700 records at 300/s (before, and to see it resume): some to spare.
-  const total = 4000 + BROKER_REPS * 1500;
-  await produceEnvelopes(topic, total, 0, 300);
-  const stub = startUpstreamStub({ latencyMs: 2 });
-  try {
-    const p = await startSluiceProcess({
-      env: sluiceEnv(topic, group, bucket, stub, {
-        SLUICE_ORDERING: "key",
-        SLUICE_RATE_LIMIT: "300",
-        SLUICE_LOG_LEVEL: Deno.env.get("SLUICE_TEST_DUMP_DIR") ? "debug" : "info",
-      }),
-    });
-    const resumes: number[] = [];
-    await withSluice(p, async () => {
-      for (let rep = 0; rep < BROKER_REPS; rep++) {
-        const signal: Deno.Signal = rep % 2 === 0 ? "SIGTERM" : "SIGKILL";
-        const before = stub.delivered.size;
-        await waitFor(() => stub.delivered.size > before + 300, {
-          timeoutMs: 60_000,
-          message: `deliveries before stop ${rep + 1}`,
-        });
-        // A different moment of the 1 s commit cycle each time.
-        await sleep(Math.random() * 1000);
-        const down = Date.now();
-        await stopKafka(signal);
-        await sleep(Math.max(0, down + 14_000 - Date.now()));
-        await startKafka();
-        const up = Date.now();
-        const atUp = stub.delivered.size;
-        await withOutput(p, 150, () =>
-          waitFor(() => stub.delivered.size > atUp + 100, {
-            timeoutMs: 30_000,
-            intervalMs: 250,
-            message: `consumption to resume after stop ${rep + 1} (${signal})`,
-          }));
-        resumes.push(Date.now() - up);
-        console.log(
-          `stop ${rep + 1} (${signal}): broker away ${up - down} ms, consumption resumed ` +
-            `${Date.now() - up} ms after its return`,
-        );
-      }
-      await waitFor(() => fullyCommitted(group, topic), {
-        timeoutMs: 60_000 + (total / 300) * 1000,
-        intervalMs: 1000,
-        message: "everything committed",
-      });
-    });
-    await assertCleanExit(p);
-    const positions = allPositions(topic, await highWatermarks(topic));
-    assert.equal(positions.length, total);
-    const ledger = await waitLedgerComplete(bucket, positions, 60_000);
-    console.log(
-      `broker restarts: resumed after ${
-        resumes.join(", ")
-      } ms; ${ledger.duplicates.size} duplicate ` +
-        `outcomes, ${upstreamDuplicates(stub)} duplicate upstream deliveries`,
-    );
-    assert.deepEqual(ledger.missing, []);
-    assert.equal(await groupLag(group, topic), 0);
-  } finally {
-    await stub.stop();
   }
 });
 
