@@ -7,8 +7,10 @@
  * `load-generator`, kind `load`).
  *
  * The loop ticks every `tickMs` (default 100 ms) and sends, in one
- * `send` call, the records due since the rate was last set (wall-clock
- * accounting, so the rate holds over time even when ticks are late). One send
+ * `send` call, the records due since the rate was last set (accounting by
+ * elapsed time, so the rate holds over time even when ticks are late). Time
+ * is `clock` (default real time; tests pass a manual clock and check the
+ * rate exactly). One send
  * is in flight at a time; a slow log makes it fall behind by at most one
  * second of records, not build an unbounded burst. A failed send is not
  * counted; its records are due again at the next tick.
@@ -33,6 +35,7 @@ import { fromCallback, fromPromise } from "xstate";
 import { spawnActor } from "../runtime/registry.ts";
 import { logger } from "../runtime/logger.ts";
 import type { LogProducer, OutgoingMessage } from "../log/port.ts";
+import { type Clock, systemClock } from "../pipeline/rate_limiter.ts";
 
 const log = logger("load-generator");
 
@@ -58,6 +61,8 @@ export interface LoadGeneratorOptions {
   id?: string;
   /** Parent in the actor tree (a supervisor id); default none. */
   parentId?: string;
+  /** Time of the loop: its reading and its tick timer. Default real time (`systemClock`). */
+  clock?: Clock;
 }
 
 /** Counters of a load generator. */
@@ -165,32 +170,50 @@ class Loop {
   #since = 0;
   /** Records counted against the current rate since `#since`. */
   #sentSince = 0;
-  #timer: ReturnType<typeof setInterval> | undefined;
+  #timer: unknown = undefined;
   #inflight: Promise<void> | null = null;
   #seq = 0;
   #malformedKind = 0;
   #sendBack: SendBack | null = null;
   readonly #runId = hex(4);
+  readonly #clock: Clock;
+  readonly #onTimer = () => {
+    this.#timer = undefined;
+    this.#tick();
+    this.#arm();
+  };
 
-  constructor(private readonly opts: LoadGeneratorOptions) {}
+  constructor(private readonly opts: LoadGeneratorOptions) {
+    this.#clock = opts.clock ?? systemClock;
+  }
 
   start(rate: number, sendBack: SendBack): void {
     this.#sendBack = sendBack;
     this.setRate(rate);
-    clearInterval(this.#timer);
-    this.#timer = setInterval(() => this.#tick(), this.opts.tickMs ?? 100);
+    this.#disarm();
+    this.#arm();
   }
 
   setRate(rate: number): void {
     this.#rate = rate;
-    this.#since = performance.now();
+    this.#since = this.#clock.now();
     this.#sentSince = 0;
   }
 
   halt(): void {
-    clearInterval(this.#timer);
-    this.#timer = undefined;
+    this.#disarm();
     this.#sendBack = null;
+  }
+
+  /** The next tick in `tickMs`, while started. */
+  #arm(): void {
+    if (this.#sendBack === null || this.#timer !== undefined) return;
+    this.#timer = this.#clock.setTimeout(this.#onTimer, this.opts.tickMs ?? 100);
+  }
+
+  #disarm(): void {
+    if (this.#timer !== undefined) this.#clock.clearTimeout(this.#timer);
+    this.#timer = undefined;
   }
 
   /** Resolves once no send is in flight. */
@@ -200,7 +223,7 @@ class Loop {
 
   #tick(): void {
     if (this.#inflight || this.#rate <= 0) return;
-    const elapsed = performance.now() - this.#since;
+    const elapsed = this.#clock.now() - this.#since;
     let due = Math.floor((this.#rate * elapsed) / 1000) - this.#sentSince;
     const cap = Math.max(1, Math.ceil(this.#rate));
     if (due > cap) {

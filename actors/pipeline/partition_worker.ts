@@ -43,6 +43,7 @@
  *
  * @module
  */
+import { FifoQueue } from "./fifo_queue.ts";
 import { logger } from "../runtime/logger.ts";
 import { queueDepth } from "../runtime/metrics.ts";
 import type { SourceRecord } from "../record/record.ts";
@@ -99,11 +100,16 @@ interface Entry {
   done: boolean;
 }
 
-interface KeyState {
-  queue: Entry[];
-  head: number;
-  active: boolean;
-  inReady: boolean;
+/** One key's records waiting to start, and where the key is (key mode). */
+class KeyQueue extends FifoQueue<Entry> {
+  /** One of its records is running. */
+  active = false;
+  /** The key is in the ready queue. */
+  inReady = false;
+
+  constructor() {
+    super(256);
+  }
 }
 
 function keyString(key: Uint8Array | null): string {
@@ -130,17 +136,15 @@ export class PartitionWorker {
 
   #process: ProcessFn;
   #limit: number;
-  #entries: Entry[] = [];
-  #entriesHead = 0;
+  // Every entry pushed and not yet passed by the watermark, in offset order.
+  #entries = new FifoQueue<Entry>();
   #watermark: bigint | null = null;
   #lastPushed: bigint | null = null;
-  // FIFO of entries to start (partition and none modes).
-  #fifo: Entry[] = [];
-  #fifoHead = 0;
-  // Per key (key mode).
-  #keys = new Map<string, KeyState>();
-  #readyKeys: string[] = [];
-  #readyHead = 0;
+  // Entries to start (partition and none modes).
+  #fifo = new FifoQueue<Entry>();
+  // Per key (key mode): each key's queue, and the keys with a record ready to start.
+  #keys = new Map<string, KeyQueue>();
+  #readyKeys = new FifoQueue<string>();
   #queued = 0;
   #running = 0;
   #full = false;
@@ -240,10 +244,10 @@ export class PartitionWorker {
       if (this.ordering === "key") {
         let ks = this.#keys.get(key);
         if (!ks) {
-          ks = { queue: [], head: 0, active: false, inReady: false };
+          ks = new KeyQueue();
           this.#keys.set(key, ks);
         }
-        ks.queue.push(e);
+        ks.push(e);
         if (!ks.active && !ks.inReady) {
           ks.inReady = true;
           this.#readyKeys.push(key);
@@ -264,36 +268,13 @@ export class PartitionWorker {
   }
 
   #next(): Entry | undefined {
-    if (this.ordering !== "key") {
-      if (this.#fifoHead >= this.#fifo.length) return undefined;
-      const e = this.#fifo[this.#fifoHead++];
-      if (this.#fifoHead === this.#fifo.length) {
-        this.#fifo = [];
-        this.#fifoHead = 0;
-      } else if (this.#fifoHead > 4096 && this.#fifoHead * 2 > this.#fifo.length) {
-        this.#fifo = this.#fifo.slice(this.#fifoHead);
-        this.#fifoHead = 0;
-      }
-      return e;
-    }
-    if (this.#readyHead >= this.#readyKeys.length) return undefined;
-    const key = this.#readyKeys[this.#readyHead++];
-    if (this.#readyHead === this.#readyKeys.length) {
-      this.#readyKeys = [];
-      this.#readyHead = 0;
-    } else if (this.#readyHead > 4096 && this.#readyHead * 2 > this.#readyKeys.length) {
-      this.#readyKeys = this.#readyKeys.slice(this.#readyHead);
-      this.#readyHead = 0;
-    }
+    if (this.ordering !== "key") return this.#fifo.shift();
+    const key = this.#readyKeys.shift();
+    if (key === undefined) return undefined;
     const ks = this.#keys.get(key)!;
     ks.inReady = false;
     ks.active = true;
-    const e = ks.queue[ks.head++];
-    if (ks.head > 256 && ks.head * 2 > ks.queue.length) {
-      ks.queue = ks.queue.slice(ks.head);
-      ks.head = 0;
-    }
-    return e;
+    return ks.shift();
   }
 
   #pump(): void {
@@ -329,7 +310,7 @@ export class PartitionWorker {
     if (this.ordering === "key") {
       const ks = this.#keys.get(e.key)!;
       ks.active = false;
-      if (ks.head < ks.queue.length) {
+      if (ks.length > 0) {
         ks.inReady = true;
         this.#readyKeys.push(e.key);
       } else {
@@ -353,19 +334,10 @@ export class PartitionWorker {
 
   #advance(): void {
     const entries = this.#entries;
-    let h = this.#entriesHead;
-    while (h < entries.length && entries[h].done) {
-      this.#watermark = entries[h].offset + 1n;
-      h++;
+    for (let e = entries.peek(); e?.done; e = entries.peek()) {
+      this.#watermark = e.offset + 1n;
+      entries.shift();
     }
-    if (h === entries.length) {
-      this.#entries = [];
-      h = 0;
-    } else if (h > 4096 && h * 2 > entries.length) {
-      this.#entries = entries.slice(h);
-      h = 0;
-    }
-    this.#entriesHead = h;
   }
 
   /**
@@ -411,13 +383,10 @@ export class PartitionWorker {
   #dropQueue(): number {
     const n = this.#queued;
     this.#queued = 0;
-    this.#fifo = [];
-    this.#fifoHead = 0;
-    this.#readyKeys = [];
-    this.#readyHead = 0;
+    this.#fifo.clear();
+    this.#readyKeys.clear();
     for (const [k, ks] of this.#keys) {
-      ks.queue = [];
-      ks.head = 0;
+      ks.clear();
       ks.inReady = false;
       if (!ks.active) this.#keys.delete(k);
     }

@@ -2,6 +2,23 @@
  * The per-record path: envelope → rate limiter → circuit breaker → upstream →
  * outcome → dead letter → audit event. Plain code, one call per record.
  *
+ * **Stages.** {@link Processor.process} runs one record through six named
+ * stages, in order (one plain function each, called from a short `stages`
+ * function; what they share is one `RecordRun` object per record, no closure
+ * and no XState event per record):
+ *
+ *  1. *parse*: the envelope (`actors/record/envelope.ts`, with the payload
+ *     schema check); an invalid one is refused: its failure is the
+ *     envelope's, counted in `errors_total`, and it skips admit and deliver.
+ *  2. *admit*: a token from the rate limiter (no promise when one is there).
+ *  3. *deliver*: the upstream client (its retries, timeouts and the circuit
+ *     breaker); policy `pause` waits for the breaker and delivers again. An
+ *     unexpected error in admit or deliver becomes an `UNKNOWN_ERROR` failure.
+ *  4. *settle*: the {@link Outcome}; a failed record is dead-lettered first
+ *     (durably, see below).
+ *  5. *audit*: the audit event, appended durably.
+ *  6. *announce*: metrics, `onDelivered`, the `record.*` events.
+ *
  * ```ts
  * const processor = createProcessor({ upstream, rateLimiter, breaker, audit,
  *   publishDeadLetter: (dl) => producer.send(...), consumerGroup: "sluice" });
@@ -49,7 +66,12 @@ import {
 } from "../audit/event.ts";
 import type { CircuitBreaker } from "./circuit_breaker.ts";
 import { buildDeadLetter, type DeadLetter } from "../record/dead_letter.ts";
-import { DEFAULT_MAX_RECORD_BYTES, parseEnvelope } from "../record/envelope.ts";
+import {
+  DEFAULT_MAX_RECORD_BYTES,
+  type Envelope,
+  type EnvelopeResult,
+  parseEnvelope,
+} from "../record/envelope.ts";
 import { hasEventSubscribers, publishEvent } from "../runtime/events.ts";
 import { logger } from "../runtime/logger.ts";
 import {
@@ -157,22 +179,63 @@ function withoutPayload(dl: DeadLetter, record: SourceRecord): DeadLetter {
   };
 }
 
+/**
+ * What one record accumulates on its way through the stages: one object per
+ * record (fixed shape), read and written by each stage in turn.
+ */
+class RecordRun {
+  traceId: string;
+  requestId: string | null;
+  idempotencyKey: string;
+  status: number | null = null;
+  latencyMs: number | null = null;
+  retries = 0;
+  timeouts = 0;
+  timeoutType: TimeoutType | null = null;
+  firstFailure: Date | null = null;
+  lastFailure: Date | null = null;
+  failure: { reason: FailureReason; message: string } | null = null;
+  /** The dead letter being published (settle), possibly without its payload. */
+  deadLetter: DeadLetter | null = null;
+
+  constructor(
+    readonly record: SourceRecord,
+    readonly signal: AbortSignal | undefined,
+    readonly env: EnvelopeResult,
+    readonly started: number,
+    readonly trace: RecordTrace | undefined,
+  ) {
+    if (env.ok) {
+      this.traceId = env.envelope.trace_id;
+      this.requestId = env.envelope.request_id;
+      this.idempotencyKey = env.envelope.idempotency_key;
+    } else {
+      this.traceId = env.traceId;
+      this.requestId = env.requestId;
+      this.idempotencyKey = env.idempotencyKey;
+    }
+  }
+}
+
 /** Creates the processor. */
 export function createProcessor(deps: ProcessorDeps): Processor {
   const maxBytes = deps.maxRecordBytes ?? DEFAULT_MAX_RECORD_BYTES;
+  const parseOptions = { maxBytes, validatePayload: deps.validatePayload };
   const sinkBase = deps.sinkRetryBaseMs ?? 100;
   const sinkMax = deps.sinkRetryMaxMs ?? 5000;
   const eventPrefix = deps.replay ? "replay." : "";
 
-  async function durably(
+  /** Calls `fn(arg)` until it resolves (capped exponential backoff) or `signal` aborts. */
+  async function durably<T>(
     what: string,
-    fn: () => Promise<void>,
+    fn: (arg: T) => Promise<void>,
+    arg: T,
     record: SourceRecord,
     signal?: AbortSignal,
   ) {
     for (let n = 0;; n++) {
       try {
-        await fn();
+        await fn(arg);
         return;
       } catch (e) {
         if (signal?.aborted) throw signal.reason;
@@ -191,8 +254,8 @@ export function createProcessor(deps: ProcessorDeps): Processor {
 
   async function process(record: SourceRecord, signal?: AbortSignal): Promise<Outcome> {
     const started = performance.now();
-    const env = parseEnvelope(record, { maxBytes, validatePayload: deps.validatePayload });
-    if (!deps.tracing) return finish(record, signal, env, started);
+    const env = parseEnvelope(record, parseOptions);
+    if (!deps.tracing) return stages(new RecordRun(record, signal, env, started, undefined));
     const t = deps.tracing.start(
       record,
       env.ok
@@ -205,7 +268,7 @@ export function createProcessor(deps: ProcessorDeps): Processor {
       performance.timeOrigin + started,
     );
     try {
-      const out = await finish(record, signal, env, started, t);
+      const out = await stages(new RecordRun(record, signal, env, started, t));
       t.end(out);
       return out;
     } catch (e) {
@@ -214,212 +277,238 @@ export function createProcessor(deps: ProcessorDeps): Processor {
     }
   }
 
-  async function finish(
-    record: SourceRecord,
-    signal: AbortSignal | undefined,
-    env: ReturnType<typeof parseEnvelope>,
-    started: number,
-    t?: RecordTrace,
-  ): Promise<Outcome> {
-    let traceId: string;
-    let requestId: string | null;
-    let idempotencyKey: string;
-    let status: number | null = null;
-    let latencyMs: number | null = null;
-    let retries = 0;
-    let timeouts = 0;
-    let timeoutType: TimeoutType | null = null;
-    let firstFailure: Date | null = null;
-    let lastFailure: Date | null = null;
-    let failure: { reason: FailureReason; message: string } | null = null;
-
-    if (!env.ok) {
-      traceId = env.traceId;
-      requestId = env.requestId;
-      idempotencyKey = env.idempotencyKey;
-      failure = { reason: env.reason, message: env.message };
-      errorsTotal.inc({
-        kind: env.reason === "DESERIALIZATION_ERROR" ? "deserialization" : "validation",
-      });
+  /** The stages after parse, in order (see the module doc). */
+  async function stages(r: RecordRun): Promise<Outcome> {
+    if (!r.env.ok) {
+      refuse(r, r.env);
     } else {
-      const envelope = env.envelope;
-      traceId = envelope.trace_id;
-      requestId = envelope.request_id;
-      idempotencyKey = envelope.idempotency_key;
       try {
-        const wait = deps.rateLimiter?.acquire(signal);
-        if (wait) {
-          const waited = t?.child("sluice.rate_limit.wait");
-          await wait.finally(waited);
-        }
-        for (;;) {
-          const r = await deps.upstream.deliver(envelope, record, { signal, trace: t?.upstream });
-          retries += r.retries;
-          timeouts += r.timeouts;
-          if (r.timeoutType) timeoutType = r.timeoutType;
-          if (r.attempts > 0) {
-            status = r.status;
-            latencyMs = r.latencyMs;
-          }
-          if (r.firstFailureAt) firstFailure ??= r.firstFailureAt;
-          if (r.lastFailureAt) lastFailure = r.lastFailureAt;
-          if (r.outcome === "delivered") break;
-          if (r.outcome === "circuit_open" && deps.breaker?.policy === "pause") {
-            // Refused while open (wait for halfOpen) or while the half-open
-            // probe runs (wait for its verdict). Closed already: try again now.
-            if (deps.breaker.state !== "closed") await deps.breaker.nextChange(signal);
-            continue;
-          }
-          failure = {
-            reason: r.reason ?? "UNKNOWN_ERROR",
-            message: r.message ?? "Upstream delivery failed",
-          };
-          break;
-        }
+        const wait = admit(r);
+        if (wait) await wait;
+        await deliver(r, r.env.envelope);
       } catch (e) {
-        if (signal?.aborted) throw signal.reason;
-        const msg = e instanceof Error ? e.message : String(e);
-        log.error("Unexpected error on the record path", {
-          topic: record.topic,
-          partition: record.partition,
-          offset: record.offset,
-          error: e,
-        });
-        errorsTotal.inc({ kind: "unknown" });
-        failure = { reason: "UNKNOWN_ERROR", message: `Unexpected processing error: ${msg}` };
+        unexpected(r, e);
       }
     }
+    const outcome = await settle(r);
+    await audit(r, outcome);
+    announce(r, outcome);
+    return outcome;
+  }
 
-    const circuitState = deps.breaker?.state ?? "closed";
-    const base = {
-      traceId,
-      requestId,
-      idempotencyKey,
-      status,
-      latencyMs,
-      retries,
-      timeouts,
-      timeoutType,
-      circuitState,
-    };
-    let outcome: Outcome;
-    if (failure) {
-      let dl = buildDeadLetter(record, {
-        reason: failure.reason,
-        message: failure.message,
-        traceId,
-        retryCount: retries,
-        firstFailure: firstFailure ?? undefined,
-        lastFailure: lastFailure ?? undefined,
-      }, { consumerGroup: deps.consumerGroup, processingHost: deps.processingHost });
-      const published = t?.child("sluice.dead_letter.publish", "producer");
-      await durably(
-        "Dead letter publish",
-        async () => {
-          try {
-            await deps.publishDeadLetter(dl, record);
-          } catch (e) {
-            // A dead letter carries the record's value (base64 when not text),
-            // so it can exceed the DLQ topic's message size limit even when the
-            // record did not: retrying would stall the partition forever.
-            if (!isTooLarge(e) || dl.original_payload === null) throw e;
-            log.warn("Dead letter too large for the DLQ topic; publishing it without the payload", {
-              topic: record.topic,
-              partition: record.partition,
-              offset: record.offset,
-              bytes: record.value?.byteLength ?? 0,
-            });
-            dl = withoutPayload(dl, record);
-            await deps.publishDeadLetter(dl, record);
-          }
-        },
-        record,
-        signal,
-      );
-      published?.();
-      outcome = {
-        ...base,
-        outcome: "dead_lettered",
-        reason: failure.reason,
-        message: failure.message,
-        deadLetterId: dl.id,
+  /** Parse, invalid envelope: the failure is the envelope's; counted in `errors_total`. */
+  function refuse(r: RecordRun, env: Extract<EnvelopeResult, { ok: false }>): void {
+    r.failure = { reason: env.reason, message: env.message };
+    errorsTotal.inc({
+      kind: env.reason === "DESERIALIZATION_ERROR" ? "deserialization" : "validation",
+    });
+  }
+
+  /** Admit: a rate limiter token; undefined when one was taken at once. */
+  function admit(r: RecordRun): Promise<void> | undefined {
+    const wait = deps.rateLimiter?.acquire(r.signal);
+    if (!wait) return undefined;
+    const waited = r.trace?.child("sluice.rate_limit.wait");
+    return waited ? wait.finally(waited) : wait;
+  }
+
+  /**
+   * Deliver: upstream attempts (the upstream client retries); with the
+   * breaker's `pause` policy a refusal waits for its next state change and
+   * delivers again. A final failure is left in `r.failure`.
+   */
+  async function deliver(r: RecordRun, envelope: Envelope): Promise<void> {
+    for (;;) {
+      const res = await deps.upstream.deliver(envelope, r.record, {
+        signal: r.signal,
+        trace: r.trace?.upstream,
+      });
+      r.retries += res.retries;
+      r.timeouts += res.timeouts;
+      if (res.timeoutType) r.timeoutType = res.timeoutType;
+      if (res.attempts > 0) {
+        r.status = res.status;
+        r.latencyMs = res.latencyMs;
+      }
+      if (res.firstFailureAt) r.firstFailure ??= res.firstFailureAt;
+      if (res.lastFailureAt) r.lastFailure = res.lastFailureAt;
+      if (res.outcome === "delivered") return;
+      if (res.outcome === "circuit_open" && deps.breaker?.policy === "pause") {
+        // Refused while open (wait for halfOpen) or while the half-open
+        // probe runs (wait for its verdict). Closed already: try again now.
+        if (deps.breaker.state !== "closed") await deps.breaker.nextChange(r.signal);
+        continue;
+      }
+      r.failure = {
+        reason: res.reason ?? "UNKNOWN_ERROR",
+        message: res.message ?? "Upstream delivery failed",
       };
-    } else {
-      outcome = { ...base, outcome: "delivered" };
+      return;
     }
+  }
 
+  /** Admit or deliver threw: an `UNKNOWN_ERROR` failure, unless `signal` aborted (rethrown). */
+  function unexpected(r: RecordRun, e: unknown): void {
+    if (r.signal?.aborted) throw r.signal.reason;
+    const msg = e instanceof Error ? e.message : String(e);
+    log.error("Unexpected error on the record path", {
+      topic: r.record.topic,
+      partition: r.record.partition,
+      offset: r.record.offset,
+      error: e,
+    });
+    errorsTotal.inc({ kind: "unknown" });
+    r.failure = { reason: "UNKNOWN_ERROR", message: `Unexpected processing error: ${msg}` };
+  }
+
+  /** Settle: the outcome; a failure is dead-lettered first (durably). */
+  async function settle(r: RecordRun): Promise<Outcome> {
+    const circuitState = deps.breaker?.state ?? "closed";
+    const failure = r.failure;
+    if (!failure) {
+      return {
+        traceId: r.traceId,
+        requestId: r.requestId,
+        idempotencyKey: r.idempotencyKey,
+        status: r.status,
+        latencyMs: r.latencyMs,
+        retries: r.retries,
+        timeouts: r.timeouts,
+        timeoutType: r.timeoutType,
+        circuitState,
+        outcome: "delivered",
+      };
+    }
+    r.deadLetter = buildDeadLetter(r.record, {
+      reason: failure.reason,
+      message: failure.message,
+      traceId: r.traceId,
+      retryCount: r.retries,
+      firstFailure: r.firstFailure ?? undefined,
+      lastFailure: r.lastFailure ?? undefined,
+    }, { consumerGroup: deps.consumerGroup, processingHost: deps.processingHost });
+    const published = r.trace?.child("sluice.dead_letter.publish", "producer");
+    await durably("Dead letter publish", publishDeadLetter, r, r.record, r.signal);
+    published?.();
+    return {
+      traceId: r.traceId,
+      requestId: r.requestId,
+      idempotencyKey: r.idempotencyKey,
+      status: r.status,
+      latencyMs: r.latencyMs,
+      retries: r.retries,
+      timeouts: r.timeouts,
+      timeoutType: r.timeoutType,
+      circuitState,
+      outcome: "dead_lettered",
+      reason: failure.reason,
+      message: failure.message,
+      deadLetterId: r.deadLetter.id,
+    };
+  }
+
+  /** One attempt to publish `r.deadLetter` (settle retries it). */
+  async function publishDeadLetter(r: RecordRun): Promise<void> {
+    const record = r.record;
+    const dl = r.deadLetter!;
+    try {
+      await deps.publishDeadLetter(dl, record);
+    } catch (e) {
+      // A dead letter carries the record's value (base64 when not text),
+      // so it can exceed the DLQ topic's message size limit even when the
+      // record did not: retrying would stall the partition forever.
+      if (!isTooLarge(e) || dl.original_payload === null) throw e;
+      log.warn("Dead letter too large for the DLQ topic; publishing it without the payload", {
+        topic: record.topic,
+        partition: record.partition,
+        offset: record.offset,
+        bytes: record.value?.byteLength ?? 0,
+      });
+      r.deadLetter = withoutPayload(dl, record);
+      await deps.publishDeadLetter(r.deadLetter, record);
+    }
+  }
+
+  /** Audit: the record's audit event, appended durably. */
+  async function audit(r: RecordRun, outcome: Outcome): Promise<void> {
     const auditOutcome: AuditOutcome = outcome.outcome;
     const event: AuditEvent = {
       event_version: AUDIT_EVENT_VERSION,
       event_type: `${eventPrefix}record.${auditOutcome}`,
       timestamp: new Date().toISOString(),
-      trace_id: traceId,
-      request_id: requestId,
-      idempotency_key: idempotencyKey,
-      topic: record.topic,
-      partition: record.partition,
-      offset: record.offset,
+      trace_id: r.traceId,
+      request_id: r.requestId,
+      idempotency_key: r.idempotencyKey,
+      topic: r.record.topic,
+      partition: r.record.partition,
+      offset: r.record.offset,
       upstream: {
-        host: env.ok ? deps.upstream.host : null,
-        status_code: status,
-        latency_ms: latencyMs === null ? null : Math.round(latencyMs * 1000) / 1000,
+        host: r.env.ok ? deps.upstream.host : null,
+        status_code: r.status,
+        latency_ms: r.latencyMs === null ? null : Math.round(r.latencyMs * 1000) / 1000,
       },
       resilience: {
-        retry_count: retries,
-        timeout_count: timeouts,
-        timeout_type: timeoutType,
-        circuit_state: circuitState,
+        retry_count: r.retries,
+        timeout_count: r.timeouts,
+        timeout_type: r.timeoutType,
+        circuit_state: outcome.circuitState,
       },
       result: {
         outcome: auditOutcome,
-        error_code: failure?.reason ?? null,
-        error_message: failure?.message ?? null,
+        error_code: r.failure?.reason ?? null,
+        error_message: r.failure?.message ?? null,
       },
       ...(deps.replay ? { replay: deps.replay } : {}),
     };
-    const appended = t?.child("sluice.audit.append");
-    await durably("Audit append", () => deps.audit.append(event), record, signal);
+    const appended = r.trace?.child("sluice.audit.append");
+    await durably("Audit append", appendAudit, event, r.record, r.signal);
     appended?.();
+  }
 
-    // Finished: counted and announced.
+  function appendAudit(event: AuditEvent): Promise<void> {
+    return deps.audit.append(event);
+  }
+
+  /** Announce: the record is finished: counted, `onDelivered`, events. */
+  function announce(r: RecordRun, outcome: Outcome): void {
+    const record = r.record;
     requestsTotal.inc({ outcome: outcome.outcome });
-    kafkaProcessingDuration.observe((performance.now() - started) / 1000);
-    const announce = hasEventSubscribers();
-    const where = announce
-      ? { topic: record.topic, partition: record.partition, trace_id: traceId }
+    kafkaProcessingDuration.observe((performance.now() - r.started) / 1000);
+    const subscribed = hasEventSubscribers();
+    const where = subscribed
+      ? { topic: record.topic, partition: record.partition, trace_id: r.traceId }
       : undefined;
     if (outcome.outcome === "dead_lettered") {
       kafkaDlqMessagesTotal.inc({ failure_reason: outcome.reason });
-      if (announce) {
+      if (subscribed) {
         publishEvent("record.dead_lettered", "warn", {
           offset: record.offset,
-          request_id: requestId,
-          idempotency_key: idempotencyKey,
+          request_id: r.requestId,
+          idempotency_key: r.idempotencyKey,
           failure_reason: outcome.reason,
           error_message: outcome.message,
           dead_letter_id: outcome.deadLetterId,
-          retries,
-          status,
+          retries: r.retries,
+          status: r.status,
         }, where);
       }
     } else {
       try {
-        deps.onDelivered?.(idempotencyKey, record);
+        deps.onDelivered?.(r.idempotencyKey, record);
       } catch (e) {
         log.warn("onDelivered hook failed", { error: e });
       }
-      if (announce) {
+      if (subscribed) {
         publishEvent("record.completed", "info", {
           offset: record.offset,
-          request_id: requestId,
-          idempotency_key: idempotencyKey,
-          status,
-          latency_ms: latencyMs,
-          retries,
+          request_id: r.requestId,
+          idempotency_key: r.idempotencyKey,
+          status: r.status,
+          latency_ms: r.latencyMs,
+          retries: r.retries,
         }, where);
       }
     }
-    return outcome;
   }
 
   async function skipAudited(record: SourceRecord, signal?: AbortSignal): Promise<void> {
@@ -454,7 +543,7 @@ export function createProcessor(deps: ProcessorDeps): Processor {
         error_message: "Outcome already in the audit topic (audited before a crash or rebalance)",
       },
     };
-    await durably("Audit append", () => deps.audit.append(event), record, signal);
+    await durably("Audit append", appendAudit, event, record, signal);
     requestsTotal.inc({ outcome: "skipped_duplicate" });
   }
 

@@ -72,7 +72,7 @@ import type { IdempotencyStore } from "../pipeline/idempotency.ts";
 import { logger } from "../runtime/logger.ts";
 import { replayRecordsTotal, requestsTotal } from "../runtime/metrics.ts";
 import type { Processor } from "../pipeline/processor.ts";
-import { TokenBucket } from "../pipeline/rate_limiter.ts";
+import { type Clock, TokenBucket } from "../pipeline/rate_limiter.ts";
 import type { SourceRecord } from "../record/record.ts";
 import { spawnActor, stopActor } from "../runtime/registry.ts";
 import type { LogClient } from "../log/port.ts";
@@ -211,6 +211,12 @@ export interface ReplayManagerOptions {
   parentId?: string;
   /** Clock (ms since epoch). Default `Date.now`. */
   now?: () => number;
+  /**
+   * Time of the replay's token bucket (the rate): its reading and its timers.
+   * Default real time (`systemClock` of `actors/pipeline/rate_limiter.ts`);
+   * tests pass xstate's `SimulatedClock` to check the rate exactly.
+   */
+  rateClock?: Clock;
 }
 
 /** What {@link ReplayManager.startPlanned} needs. */
@@ -543,7 +549,9 @@ export class ReplayManager {
       r.publish(false);
     }, this.#opts.progressIntervalMs ?? 1000);
     // A bucket of 50 ms of tokens: timer lateness is not lost, the burst stays negligible.
-    const bucket = new TokenBucket(r.rate, Math.max(1, Math.ceil(r.rate / 20)));
+    const bucket = new TokenBucket(r.rate, Math.max(1, Math.ceil(r.rate / 20)), {
+      clock: this.#opts.rateClock,
+    });
     try {
       const plan = await r.spec.plan();
       if (signal.aborted) return;

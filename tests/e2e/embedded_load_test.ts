@@ -1,6 +1,6 @@
 /**
  * The load generator (machines/load_generator.ts, actors/local/load_generator.ts)
- * on the embedded log: rate held within ±10 %, runtime rate change, pause,
+ * on the embedded log: rate held exactly (on a manual clock), runtime rate change, pause,
  * count, valid and malformed envelopes, stop waiting for the send in flight;
  * and `sluice produce` (supervisors/cli/produce.ts) into the embedded log.
  */
@@ -13,6 +13,7 @@ import type { SourceRecord } from "../../actors/record/record.ts";
 import type { LogClient, LogProducer } from "../../actors/log/port.ts";
 import { UsageError } from "../../supervisors/cli/common.ts";
 import { loadConfig } from "../../supervisors/config.ts";
+import { ManualClock } from "../harness/clock.ts";
 
 const decoder = new TextDecoder();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -47,30 +48,55 @@ async function readAll(log: LogClient, topic: string): Promise<SourceRecord[]> {
   return out;
 }
 
-/** Measures the produced rate over `ms`. */
-async function measure(produced: () => number, ms: number): Promise<number> {
-  const n0 = produced(), t0 = performance.now();
-  await sleep(ms);
-  return ((produced() - n0) * 1000) / (performance.now() - t0);
+/**
+ * Runs `n` ticks of the generator on `clock` (each tick's send acknowledged
+ * before the next) and returns the records produced at each tick.
+ */
+async function runTicks(
+  clock: ManualClock,
+  produced: () => number,
+  n: number,
+  perTick: number,
+): Promise<number[]> {
+  const counts: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const before = produced();
+    clock.runNext();
+    // Acknowledged (or more, which the assertion below reports).
+    await waitUntil(() => produced() >= before + perTick, `tick ${i}: ${perTick} records`);
+    await waitUntil(() => clock.pending > 0, `tick ${i}: the next tick armed`);
+    counts.push(produced() - before);
+  }
+  return counts;
 }
 
-Deno.test("loadGenerator holds its rate within 10% and follows a runtime change", async () => {
+Deno.test("loadGenerator holds its rate exactly (manual clock) and follows a runtime change", async () => {
   await withLog(async (log) => {
-    const gen = startLoadGenerator({ producer: await log.producer(), topic: "events", rate: 200 });
+    const clock = new ManualClock();
+    const gen = startLoadGenerator({
+      producer: await log.producer(),
+      topic: "events",
+      rate: 200,
+      clock,
+    });
     try {
       assert.equal(gen.stats().state, "running");
       const entry = listActors().find((a) => a.id === "load-generator");
       assert.equal(entry?.kind, "load");
-      await waitUntil(() => gen.stats().produced > 0, "first records");
-      const r1 = await measure(() => gen.stats().produced, 3000);
-      assert.ok(Math.abs(r1 - 200) <= 20, `rate at 200/s: ${r1.toFixed(1)}`);
+      assert.equal(clock.nextDue(), 100, "one tick each 100 ms");
+      // 200/s for 3 s: 20 records at each 100 ms tick, 600 in all, at exactly 3000 ms.
+      const at200 = await runTicks(clock, () => gen.stats().produced, 30, 20);
+      assert.deepEqual(at200, Array(30).fill(20), "20 records per 100 ms tick");
+      assert.equal(clock.now(), 3000);
+      assert.equal(gen.stats().produced, 600);
       gen.setRate(600);
       assert.equal(gen.stats().rate, 600);
-      await sleep(200); // one tick at the new rate
-      const r2 = await measure(() => gen.stats().produced, 2000);
-      assert.ok(Math.abs(r2 - 600) <= 60, `rate at 600/s: ${r2.toFixed(1)}`);
+      // 600/s from now on: 60 records at each tick, 1200 more in 2 s.
+      const at600 = await runTicks(clock, () => gen.stats().produced, 20, 60);
+      assert.deepEqual(at600, Array(20).fill(60), "60 records per 100 ms tick");
+      assert.equal(clock.now(), 5000);
+      assert.equal(gen.stats().produced, 1800);
       assert.throws(() => gen.setRate(-1), /rate/);
-      console.log(`measured ${r1.toFixed(1)}/s at 200/s, ${r2.toFixed(1)}/s at 600/s`);
     } finally {
       await gen.stop();
     }

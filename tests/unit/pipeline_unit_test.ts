@@ -1,6 +1,7 @@
 /**
  * Pipeline building blocks, pure: envelope, dead letters, token bucket
- * (simulated time), partition worker (ordering, watermark, bound, drain),
+ * (simulated time), partition worker (ordering, watermark, bound, drain,
+ * queue compaction),
  * processor (fake upstream, audit and DLQ).
  */
 import assert from "node:assert/strict";
@@ -502,6 +503,48 @@ Deno.test("PartitionWorker drain drops queued records, waits for running ones, a
   assert.equal(h2.worker.running, 0);
   worker.dispose();
   h2.worker.dispose();
+});
+
+Deno.test("PartitionWorker keeps order and watermark across its queues' compactions (thousands of records)", async () => {
+  // Key mode, one at a time, three keys in rotation: the ready-key queue and
+  // the entries pass 4096 consumed slots, each key's queue 256.
+  const k = harness("key", 1);
+  const n = 4500;
+  const keys = ["a", "b", "c"];
+  assert.equal(k.worker.push(Array.from({ length: n }, (_, i) => keyed(i, keys[i % 3]))), n);
+  for (let i = 0; i < n; i++) {
+    assert.equal(k.started.length, i + 1);
+    assert.equal(k.started[i].record.offset, String(i));
+    assert.equal(k.worker.queued, n - i - 1);
+    k.started[i].resolve();
+    await flush();
+    assert.equal(k.worker.committableOffset(), String(i + 1));
+  }
+  assert.equal(k.worker.pending, 0);
+  assert.equal(k.maxRunning(), 1);
+  k.worker.dispose();
+
+  // None mode, two at a time: the start queue passes 4096 consumed slots;
+  // finishing out of order holds the watermark at the oldest unfinished.
+  const u = harness("none", 2);
+  const m = 5000;
+  u.worker.push(Array.from({ length: m }, (_, i) => keyed(i, null)));
+  for (let i = 0; i < m; i += 2) {
+    assert.equal(u.started.length, i + 2);
+    assert.deepEqual([u.started[i].record.offset, u.started[i + 1].record.offset], [
+      String(i),
+      String(i + 1),
+    ]);
+    u.started[i + 1].resolve();
+    await flush();
+    assert.equal(u.worker.committableOffset(), i === 0 ? null : String(i));
+    u.started[i].resolve();
+    await flush();
+    assert.equal(u.worker.committableOffset(), String(i + 2));
+  }
+  assert.equal(u.worker.pending, 0);
+  assert.equal(u.maxRunning(), 2);
+  u.worker.dispose();
 });
 
 // --------------------------------------------------------------- processor

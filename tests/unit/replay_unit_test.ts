@@ -20,6 +20,9 @@ import { replayDriverMachine, zeroCounts } from "../../machines/replay_driver.ts
 import { toHttpError } from "../../http/errors.ts";
 import { SluiceError } from "../../actors/runtime/errors.ts";
 import { parseDlqBulk, parseDlqQuery, parseReplay } from "../../http/validate.ts";
+import type { Clock } from "../../actors/pipeline/rate_limiter.ts";
+import { ManualClock } from "../harness/clock.ts";
+import { waitFor } from "../harness/procs.ts";
 
 Deno.test("replay machine: planning → running ⇄ paused (reasons) → done; cancel and fail are final", () => {
   const a = createActor(replayDriverMachine, { input: { id: "r1" } }).start();
@@ -112,7 +115,11 @@ interface Fixture {
   close(): Promise<void>;
 }
 
-async function fixture(count: number, topic = "orders"): Promise<Fixture> {
+async function fixture(
+  count: number,
+  topic = "orders",
+  options: { rateClock?: Clock } = {},
+): Promise<Fixture> {
   const dir = await Deno.makeTempDir({ prefix: "replay-unit-" });
   const log = createEmbeddedLog({ dir: `${dir}/log`, partitions: 2 });
   const admin = await log.admin();
@@ -186,6 +193,7 @@ async function fixture(count: number, topic = "orders"): Promise<Fixture> {
     processor,
     breaker,
     progressIntervalMs: 50,
+    rateClock: options.rateClock,
   });
   return {
     log,
@@ -272,7 +280,8 @@ Deno.test("replay driver: exactly the window minus delivered keys, then nothing 
 });
 
 Deno.test("replay driver: clear errors, one replay per topic, rate, cancel with partial counts", async () => {
-  const f = await fixture(40);
+  const clock = new ManualClock();
+  const f = await fixture(40, "orders", { rateClock: clock });
   try {
     const errorOf = async (p: Promise<unknown>) => {
       try {
@@ -305,23 +314,34 @@ Deno.test("replay driver: clear errors, one replay per topic, rate, cancel with 
     );
     assert.throws(() => parseReplay({ topic: "t", from: 1, to: 2, rate: 0 }), /rate/);
 
-    // 20 records/s: cancel after a few; the cancel returns partial counts at once.
+    // 20 records/s on the manual clock: the bucket holds one token (50 ms of
+    // records), so one record at 0 ms, then exactly one more each 50 ms.
     const id = started(
       await f.replays.start({ topic: "orders", from: T0, to: T0 + 40_000, rate: 20 }),
     );
     const conflict = await f.replays.start({ topic: "orders", from: T0, to: T0 + 1000 });
     assert.deepEqual(conflict, { status: "conflict", runningId: id });
-    const t0 = performance.now();
-    while (f.sent.length < 8) await new Promise((r) => setTimeout(r, 10));
-    const rate = (f.sent.length - 1) / ((performance.now() - t0) / 1000);
-    assert.ok(rate < 30, `rate near 20/s, got ${rate.toFixed(1)}`);
+    const sentAt: number[] = [];
+    for (let k = 0; k < 8; k++) {
+      // Record k is sent and the next one waits for a token (the bucket's timer).
+      await waitFor(() => f.sent.length > k && clock.pending > 0, {
+        timeoutMs: 5000,
+        message: `record ${k} sent and the next waiting for a token`,
+      });
+      assert.equal(f.sent.length, k + 1, `one record per token (at ${clock.now()} ms)`);
+      sentAt.push(clock.now());
+      if (k < 7) assert.equal(clock.runNext(), (k + 1) * 50, "the next token is due 50 ms later");
+    }
+    assert.deepEqual(sentAt, [0, 50, 100, 150, 200, 250, 300, 350], "exactly 20/s");
     const c0 = performance.now();
     const p = (await f.replays.cancel(id))!;
     const cancelMs = performance.now() - c0;
     assert.ok(cancelMs < 1000, `cancelled in ${cancelMs.toFixed(0)} ms`);
     assert.equal(p.state, "cancelled");
-    assert.ok(p.delivered >= 8 && p.delivered < 40, `partial: ${p.delivered}`);
+    assert.equal(p.delivered, 8, "partial: the records sent, all finished");
+    assert.equal(clock.pending, 0, "the bucket's timer is cleared");
     const sentAtCancel = f.sent.length;
+    clock.advance(10_000); // 200 tokens' worth, if anything still waited for them
     await new Promise((r) => setTimeout(r, 200));
     assert.equal(f.sent.length, sentAtCancel, "nothing sent after the cancel");
     assert.equal(f.sent.length, p.delivered);
