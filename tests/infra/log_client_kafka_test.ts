@@ -135,7 +135,7 @@ for (const [name, create] of CLIENTS) {
       await waitFor(async () => {
         const committed = await admin.committed(group, topic);
         return committed.every((c) => c.offset === high[c.partition].offset);
-      }, { timeoutMs: 10_000, message: "every partition committed to its high watermark" });
+      }, { timeoutMs: 30_000, message: "every partition committed to its high watermark" });
       await consumer.stop();
       await consumer.disconnect();
 
