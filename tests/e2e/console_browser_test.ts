@@ -25,7 +25,7 @@ import { type SluiceProcess, startSluiceProcess } from "../harness/sluice_proces
 const CHROMIUM = "/usr/bin/chromium";
 const ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"];
 const ARTIFACTS = Deno.env.get("SLUICE_TEST_ARTIFACTS") ??
-  new URL("../test-artifacts/screenshots", import.meta.url).pathname;
+  new URL("../../test-artifacts/screenshots", import.meta.url).pathname;
 
 interface Status {
   circuit: string;
