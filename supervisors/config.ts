@@ -852,3 +852,18 @@ export function controlTokenWarning(token: string | undefined): string | undefin
   }
   return undefined;
 }
+
+/**
+ * A warning when the memory budget for fetched records does not fit the V8
+ * heap limit the process runs with (`--max-old-space-size` in the start task,
+ * the launcher and the binary: README, Benchmarks, "Memory"): the decoded
+ * records of a budget take up to about twice its size in the heap, and the
+ * rest of sluice needs room beside them. Undefined when it fits.
+ */
+export function memoryBudgetWarning(budgetMb: number, heapLimitMb: number): string | undefined {
+  if (budgetMb * 2 + 32 <= heapLimitMb) return undefined;
+  const need = budgetMb * 2 + 32;
+  return `SLUICE_MEMORY_BUDGET_MB=${budgetMb} needs a V8 heap of about ${need} MB, above this process's limit of ${
+    Math.round(heapLimitMb)
+  } MB: under load it may run out of memory; start Deno with --v8-flags=--max-old-space-size=${need} or lower the budget`;
+}

@@ -21,7 +21,8 @@
 import denoJson from "../deno.json" with { type: "json" };
 import { configureLog, flushRepeatedLogs, logFormat, logger } from "../actors/runtime/logger.ts";
 import { appDeps } from "./app_deps.ts";
-import { type Config, controlTokenWarning } from "./config.ts";
+import v8 from "node:v8";
+import { type Config, controlTokenWarning, memoryBudgetWarning } from "./config.ts";
 import { lockDataDir } from "./data_dir_lock.ts";
 import { chooseParts, type PartsDescription } from "./parts.ts";
 import { runShutdown, type ShutdownReport, ShutdownStatus } from "./shutdown.ts";
@@ -122,6 +123,9 @@ export async function runSluice(config: Config): Promise<number> {
   configureLog({ level: config.logLevel, format: config.logFormat });
   const weak = controlTokenWarning(config.controlToken);
   if (weak) log.warn(weak);
+  const heapLimitMb = v8.getHeapStatistics().heap_size_limit / 2 ** 20;
+  const tight = memoryBudgetWarning(config.memoryBudgetMb, heapLimitMb);
+  if (tight) log.warn(tight);
   const sluice = await startSluice(config);
   const signals = installSignalHandlers((s) => sluice.shutdown(s), {
     exit: (code) => Deno.exit(code),

@@ -18,6 +18,7 @@ import {
   controlTokenWarning,
   describeConfig,
   loadConfig,
+  memoryBudgetWarning,
 } from "../../supervisors/config.ts";
 import { startSluiceProcess, withSluice } from "../harness/sluice_process.ts";
 
@@ -254,4 +255,12 @@ Deno.test("dlq list prints control bytes from records as visible escapes, table 
   assert.doesNotMatch(text, /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/, JSON.stringify(text));
   assert.match(text, /bad\\x1b\]0;owned\\x07/);
   assert.match(text, /\\u009b/);
+});
+
+Deno.test("a memory budget the V8 heap limit cannot hold is warned about at start, with the flag to set", () => {
+  assert.equal(memoryBudgetWarning(64, 176), undefined);
+  const w = memoryBudgetWarning(512, 176) ?? "";
+  assert.match(w, /SLUICE_MEMORY_BUDGET_MB=512 needs a V8 heap of about 1056 MB/);
+  assert.match(w, /limit of 176 MB/);
+  assert.match(w, /--max-old-space-size=1056/);
 });
