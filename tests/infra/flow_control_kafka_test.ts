@@ -202,10 +202,10 @@ async function slowingUpstream(name: string, adaptive: "on" | "off") {
 
 Deno.test("adaptive in-flight limit: upstream latency rising from 10 ms to 500 ms (16 workers) shrinks the calls in flight, timeouts < 1 %", async () => {
   const r = await slowingUpstream("slowing", "on");
-  assert.ok(
-    r.lateLimit < r.before / 2,
-    `the in-flight limit shrinks: ${r.before} → ${r.lateLimit}`,
-  );
+  // It shrinks, and ends near the upstream's own concurrency whatever it grew to before the
+  // rise (252 on a quiet machine, 43 with the whole suite's lanes on the same 2 cores).
+  assert.ok(r.lateLimit < r.before, `the in-flight limit shrinks: ${r.before} → ${r.lateLimit}`);
+  assert.ok(r.lateLimit <= 2 * r.W, `the in-flight limit ends near ${r.W} workers: ${r.lateLimit}`);
   // Without the limit every record fetched (up to 3 × 64) would be in a call.
   assert.ok(r.lateStub <= 3 * r.W, `calls in flight near the workers: ${r.lateStub}`);
   assert.ok(r.latePending > 2 * r.lateStub, `records held back in sluice: ${r.latePending}`);
