@@ -153,7 +153,13 @@ interface LaneResult {
   passed: number;
   failed: number;
   ok: boolean;
+  /** `test name => ./tests/file_test.ts:line:col` of each failed test (deno test's summary). */
+  failures: string[];
 }
+
+const ANSI = new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*m`, "g");
+/** A line of deno test's ERRORS/FAILURES summary: `name => ./tests/x_test.ts:12:6`. */
+const FAILURE_LINE = /^(.+) => \S+_test\.ts:\d+:\d+$/;
 
 /** Runs `deno test` on `files`, each output line prefixed with `[name]`. */
 async function runLane(
@@ -171,6 +177,7 @@ async function runLane(
   }).spawn();
   children.add(c);
   let tail = "";
+  const failures = new Set<string>();
   const pump = async (stream: ReadableStream<Uint8Array>, out: typeof Deno.stdout) => {
     const decoder = new TextDecoder();
     let pending = "";
@@ -181,7 +188,13 @@ async function runLane(
       pending = lines.pop() ?? "";
       if (lines.length === 0) continue;
       const text = lines.map((l) => `[${name}] ${l}\n`).join("");
-      if (out === Deno.stdout) tail = (tail + lines.join("\n") + "\n").slice(-4000);
+      if (out === Deno.stdout) {
+        tail = (tail + lines.join("\n") + "\n").slice(-4000);
+        for (const l of lines) {
+          const plain = l.replace(ANSI, "").trim();
+          if (FAILURE_LINE.test(plain)) failures.add(plain);
+        }
+      }
       await out.write(enc.encode(text));
     }
     if (pending) await out.write(enc.encode(`[${name}] ${pending}\n`));
@@ -190,13 +203,13 @@ async function runLane(
   const status = await c.status;
   children.delete(c);
   // deno test ends with "ok | 12 passed (3 steps) | 0 failed (1m2s)" or "FAILED | ...".
-  const plain = tail.replace(new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*m`, "g"), "");
+  const plain = tail.replace(ANSI, "");
   const m = /(?:ok|FAILED) \| (\d+) passed(?: \(\d+ steps?\))? \| (\d+) failed/.exec(plain);
   const passed = m ? Number(m[1]) : 0;
   let failed = m ? Number(m[2]) : 0;
   if (!m && !status.success) failed = Math.max(failed, 1);
   say(`lane ${name} done: ${passed} passed, ${failed} failed`);
-  return { passed, failed, ok: status.success };
+  return { passed, failed, ok: status.success, failures: [...failures] };
 }
 
 /**
@@ -227,6 +240,9 @@ async function runTests(files: string[], env: Record<string, string>): Promise<n
   }
   const left = await cleanup();
   if (left > 0) failed += 1;
+  // Last, so that a CI log cut to its tail still names what failed.
+  const failures = results.flatMap((r) => r.failures);
+  if (failures.length > 0) say(`failed tests:\n  ${failures.join("\n  ")}`);
   say(`done in ${((Date.now() - started) / 1000).toFixed(0)} s`);
   console.log(`${passed} passed, ${failed} failed`);
   return success && left === 0 && failed === 0 ? 0 : 1;
