@@ -83,6 +83,11 @@ async function reapLeftovers(): Promise<number> {
 }
 
 let state: InfraState | undefined;
+/**
+ * The tests' TMPDIR: every temporary directory a test or a sluice it starts
+ * makes lands here, and goes with the run (kept with `SLUICE_TEST_KEEP=1`).
+ */
+const scratch = Deno.makeTempDirSync({ prefix: "sluice-test-tmp-" });
 /** The `deno test` runs in progress (killed, with their process groups, on Ctrl-C). */
 const children = new Set<Deno.ChildProcess>();
 let stopping = false;
@@ -103,7 +108,10 @@ async function cleanup(): Promise<number> {
     if (left > 0) say(`WARNING: ${left} infrastructure processes could not be stopped`);
     else say("infrastructure stopped");
   }
-  return left + await reapLeftovers();
+  left += await reapLeftovers();
+  if (Deno.env.get("SLUICE_TEST_KEEP") === "1") say(`tests' temporary files kept in ${scratch}`);
+  else await Deno.remove(scratch, { recursive: true }).catch(() => {});
+  return left;
 }
 
 function onSignal(sig: Deno.Signal) {
@@ -170,7 +178,7 @@ async function runLane(
   say(`lane ${name}: ${files.length} test files`);
   const c = new Deno.Command("setsid", {
     args: [Deno.execPath(), "test", "--allow-all", ...files],
-    env,
+    env: { ...env, TMPDIR: scratch },
     stdout: "piped",
     stderr: "piped",
     stdin: "null",
