@@ -18,7 +18,8 @@
  * inherits (test processes, sluice children, Kafka, Ceph daemons, restarted
  * ones included). After stopping the infrastructure it looks for live
  * processes carrying the marker; any it finds is named, killed, and fails
- * the run.
+ * the run. The tests run with their own TMPDIR, removed with the run, so
+ * their data directories do not pile up in /tmp either.
  *
  * Environment: `SLUICE_TEST_CACHE` (Maven cache, default ~/.cache/sluice-test),
  * `SLUICE_TEST_KEEP=1` keeps the run directory (logs, data) after the run.
