@@ -271,10 +271,10 @@ class KafkaAdmin implements LogAdmin {
       throw await this.#typed(topic, e);
     });
     const highBy = new Map(high.map((h) => [h.partition, h.offset]));
-    return at.map((o) => ({
+    return sortByPartition(at.map((o) => ({
       partition: o.partition,
       offset: Number(o.offset) < 0 ? highBy.get(o.partition) ?? "0" : o.offset,
-    }));
+    })));
   }
   async highWatermarks(topic: string): Promise<PartitionOffset[]> {
     let offs;
@@ -283,11 +283,13 @@ class KafkaAdmin implements LogAdmin {
     } catch (e) {
       throw await this.#typed(topic, e);
     }
-    return offs.map((o) => ({ partition: o.partition, offset: o.high }));
+    return sortByPartition(offs.map((o) => ({ partition: o.partition, offset: o.high })));
   }
   async committed(groupId: string, topic: string): Promise<PartitionOffset[]> {
     const res = await this.a.fetchOffsets({ groupId, topics: [topic] });
-    return (res[0]?.partitions ?? []).map((p) => ({ partition: p.partition, offset: p.offset }));
+    return sortByPartition(
+      (res[0]?.partitions ?? []).map((p) => ({ partition: p.partition, offset: p.offset })),
+    );
   }
   async retentionMs(topic: string): Promise<number | null> {
     const res = await this.a.describeConfigs({
@@ -301,6 +303,15 @@ class KafkaAdmin implements LogAdmin {
     // The admin client is shared by the LogClient and closed with it.
     return Promise.resolve();
   }
+}
+
+/**
+ * The broker lists partitions in its own order (the group coordinator's
+ * offsets come from a hash map, so the order depends on the topic's name):
+ * the port gives them sorted by partition.
+ */
+function sortByPartition(offsets: PartitionOffset[]): PartitionOffset[] {
+  return offsets.sort((a, b) => a.partition - b.partition);
 }
 
 /** True for the heartbeat answers that mean the group is rebalancing. */

@@ -96,7 +96,10 @@ export interface PartitionOffset {
   offset: string;
 }
 
-/** Administration and reads outside the group. */
+/**
+ * Administration and reads outside the group. Lists of {@link PartitionOffset}
+ * are sorted by partition.
+ */
 export interface LogAdmin {
   /** Creates topics that do not exist yet. */
   ensureTopics(topics: { topic: string; partitions: number }[]): Promise<void>;
