@@ -24,8 +24,8 @@
  *    same upstream, and against `eachBatch` doing nothing;
  * 2. delivery: sluice against a 10 ms upstream against a kafkajs
  *    `eachMessage` + `fetch` loop;
- * 3. graceful shutdown with about 10,000 records in flight or buffered:
- *    SIGTERM to exit, and the ledger (committed offsets against the audit
+ * 3. graceful shutdown with about 10,000 records in flight or buffered (the
+ *    upstream holds its calls until SIGTERM, then answers in 20 ms): SIGTERM to exit, and the ledger (committed offsets against the audit
  *    trail read back from RGW);
  * 4. RSS (`process_resident_memory_bytes`) sampled during runs 1, 2 and 5;
  * 5. latency at a steady 200 records/s against a 10 ms upstream: production
@@ -302,7 +302,7 @@ async function baseline(args: Record<string, string | number>): Promise<{
 }
 
 async function withStub<T>(
-  opts: { latencyMs: number; track?: boolean },
+  opts: { latencyMs: number; track?: boolean; held?: boolean },
   fn: (s: BenchStub) => Promise<T>,
 ): Promise<T> {
   const stub = startBenchStub(opts);
@@ -573,7 +573,11 @@ async function shutdown(kafka: Kafka, z: Sizes): Promise<Row[]> {
   say(`shutdown: filling ${topic} with ${z.shutdownRecords} records`);
   await fillTopic(kafka, topic, z.shutdownRecords);
   const perPartition = Math.ceil(z.shutdownInflight / PARTITIONS);
-  const r = await withStub({ latencyMs: 20 }, async (stub) => {
+  // The upstream holds every call until SIGTERM: the records are in flight or
+  // buffered for sure when it comes (an upstream that answers at once can
+  // drain them before the count is seen, on a loaded machine), and the drain
+  // then runs at the upstream's 20 ms.
+  const r = await withStub({ latencyMs: 20, held: true }, async (stub) => {
     const s = await startSluiceProcess({
       denoArgs: sluiceDenoArgs,
       env: sluiceEnv(topic, group, bucket, stub.url, {
@@ -603,7 +607,9 @@ async function shutdown(kafka: Kafka, z: Sizes): Promise<Row[]> {
       ) ?? NaN;
       const start = performance.now();
       const killer = setTimeout(() => s.stop("SIGKILL"), 60_000);
-      const code = await s.stop("SIGTERM");
+      const stopped = s.stop("SIGTERM");
+      stub.release();
+      const code = await stopped;
       const exitMs = performance.now() - start;
       clearTimeout(killer);
       return { pending, code, exitMs, rss, output: s.output() };

@@ -38,11 +38,22 @@ export interface BenchStub {
   times: Map<string, StubTimes>;
   /** Answered requests per second between the first request and the last response. */
   rate(): number;
+  /** With `held`: lets the held requests and every later one through. */
+  release(): void;
   stop(): Promise<void>;
 }
 
 /** Starts a {@link BenchStub} on 127.0.0.1 (a free port). */
-export function startBenchStub(opts: { latencyMs: number; track?: boolean }): BenchStub {
+export function startBenchStub(
+  opts: {
+    latencyMs: number;
+    track?: boolean;
+    /** Hold every request until {@link BenchStub.release} (then answer after `latencyMs`). */
+    held?: boolean;
+  },
+): BenchStub {
+  let release = () => {};
+  const gate = opts.held ? new Promise<void>((r) => (release = r)) : undefined;
   const seen = new Set<string>();
   const times = new Map<string, StubTimes>();
   let responded = 0, firstIn = 0, lastOut = 0;
@@ -52,6 +63,7 @@ export function startBenchStub(opts: { latencyMs: number; track?: boolean }): Be
       const at = performance.now();
       if (firstIn === 0) firstIn = at;
       await req.arrayBuffer();
+      if (gate) await gate;
       if (opts.latencyMs > 0) await new Promise((r) => setTimeout(r, opts.latencyMs));
       const id = req.headers.get("x-request-id") ?? "";
       const out = performance.now();
@@ -80,7 +92,11 @@ export function startBenchStub(opts: { latencyMs: number; track?: boolean }): Be
     },
     times,
     rate: () => responded / Math.max(1e-9, (lastOut - firstIn) / 1000),
-    stop: () => server.shutdown(),
+    release: () => release(),
+    stop: () => {
+      release();
+      return server.shutdown();
+    },
   };
 }
 
