@@ -8,9 +8,16 @@
 /**
  * Files that measure throughput or wall-clock rates of a whole process: they
  * run alone, after the other lanes, so another lane's load cannot move their
- * figures.
+ * figures. The flow-control file measures delivered rates against the
+ * upstream's capacity (within 15 %) and a 30 s outage's catch-up: beside
+ * another infra lane on 2 cores it failed there (252 records/s for 300, a
+ * catch-up past its 90 s), alone it passes.
  */
-const EXCLUSIVE = ["e2e/http_load_test.ts", "e2e/embedded_load_test.ts"];
+const EXCLUSIVE = [
+  "e2e/http_load_test.ts",
+  "e2e/embedded_load_test.ts",
+  "infra/flow_control_kafka_test.ts",
+];
 
 /**
  * Infra files that stop the shared broker or RGW: they run while no other
@@ -19,23 +26,23 @@ const EXCLUSIVE = ["e2e/http_load_test.ts", "e2e/embedded_load_test.ts"];
 const OUTAGE = ["infra/outage_kafka_test.ts", "infra/e2e_http_test.ts"];
 
 /**
- * Seconds each infra file took in a full run (2026-12-01), to split the infra
- * files into two lanes of about the same length; a file not listed counts 60.
+ * Seconds each infra file took in a full run with the lanes (2026-12-01, two
+ * infra lanes side by side, so slower than alone), to split the infra files
+ * into two lanes of about the same length; a file not listed counts 60.
  */
 const INFRA_SECONDS: Record<string, number> = {
-  "flow_control_kafka_test.ts": 305,
-  "durability_kafka_test.ts": 260,
-  "resilience_kafka_test.ts": 166,
-  "shutdown_kafka_test.ts": 151,
-  "process_model_test.ts": 150,
-  "bench_quick_test.ts": 90,
-  "pipeline_kafka_test.ts": 79,
-  "log_client_kafka_test.ts": 60,
-  "harness_test.ts": 42,
-  "replay_kafka_test.ts": 34,
-  "audit_rgw_test.ts": 18,
-  "schema_kafka_test.ts": 13,
-  "tracing_kafka_test.ts": 7,
+  "durability_kafka_test.ts": 239,
+  "shutdown_kafka_test.ts": 163,
+  "resilience_kafka_test.ts": 152,
+  "bench_quick_test.ts": 100,
+  "pipeline_kafka_test.ts": 81,
+  "replay_kafka_test.ts": 63,
+  "log_client_kafka_test.ts": 45,
+  "harness_test.ts": 24,
+  "process_model_test.ts": 18,
+  "schema_kafka_test.ts": 12,
+  "audit_rgw_test.ts": 10,
+  "tracing_kafka_test.ts": 6,
   "smoke_test.ts": 6,
 };
 

@@ -30,6 +30,7 @@ Deno.test("lanes: each test file in exactly one lane, outages and measurements a
   assert.deepEqual(l.alone.map((f) => f.slice(root.length)).sort(), [
     "/e2e/embedded_load_test.ts",
     "/e2e/http_load_test.ts",
+    "/infra/flow_control_kafka_test.ts",
   ]);
   assert.ok(l.infra[0].length > 0 && l.infra[1].length > 0, "two infra lanes");
 });
