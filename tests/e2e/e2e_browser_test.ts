@@ -97,9 +97,11 @@ Deno.test("browser: /inspect and the dashboard follow the real pipeline; the bre
     const before = await num(dash, "#tp-delivered");
     await dash.locator("#load-rate").fill("80");
     await dash.locator("#apply-load").click();
-    await waitFor(async () => (await num(dash, "#tp-delivered")) > Math.max(50, before * 2), {
+    // Above 50/s: only the new load (80/s) gets there from 20/s. Not relative to `before`:
+    // a catch-up burst read as `before` (38/s seen on a loaded machine) asked for more than 76/s.
+    await waitFor(async () => (await num(dash, "#tp-delivered")) > 50, {
       timeoutMs: 15_000,
-      message: `dashboard throughput rising above ${Math.max(50, before * 2)}/s`,
+      message: "dashboard throughput rising above 50/s",
     });
     const after = await num(dash, "#tp-delivered");
     console.log(`dashboard throughput: ${before}/s → ${after}/s`);
