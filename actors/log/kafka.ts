@@ -353,6 +353,11 @@ class KafkaGroupConsumer implements LogConsumer {
       // At most a third of the session, so one lost heartbeat does not evict the member.
       heartbeatInterval: Math.min(3_000, Math.floor(sessionTimeout / 3)),
       maxBytesPerPartition: opts.maxBytesPerPartition ?? 1024 * 1024,
+      // How long an empty fetch waits at the broker (kafkajs: 5 s). Stopping the
+      // consumer waits for the fetch in flight, and the shutdown gives closing
+      // the consumer 5 s (`SLUICE_SHUTDOWN_COMMIT_MS`): with the load stopped a
+      // 5 s fetch made that phase time out (exit 1) now and then.
+      maxWaitTimeInMs: 1_000,
       ...(opts.maxBytes !== undefined ? { maxBytes: opts.maxBytes } : {}),
       allowAutoTopicCreation: false,
       retry: {
