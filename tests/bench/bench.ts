@@ -25,8 +25,9 @@
  * 2. delivery: sluice against a 10 ms upstream against a kafkajs
  *    `eachMessage` + `fetch` loop;
  * 3. graceful shutdown with about 10,000 records in flight or buffered (the
- *    upstream holds its calls until SIGTERM, then answers in 20 ms): SIGTERM to exit, and the ledger (committed offsets against the audit
- *    trail read back from RGW);
+ *    upstream holds its calls until SIGTERM, then answers in 20 ms): SIGTERM
+ *    to exit, and the ledger (committed offsets against the audit trail read
+ *    back from RGW);
  * 4. RSS (`process_resident_memory_bytes`) sampled during runs 1, 2 and 5;
  * 5. latency at a steady 200 records/s against a 10 ms upstream: production
  *    → `record.completed` on `/ws/events`, with the upstream's own timestamps
