@@ -27,6 +27,7 @@
  * @module
  */
 import { lanes } from "./harness/lanes.ts";
+import { FailureCollector } from "./harness/test_output.ts";
 import { processesWithEnv, sleep } from "./harness/procs.ts";
 import {
   ensureDebianPackages,
@@ -162,13 +163,11 @@ interface LaneResult {
   passed: number;
   failed: number;
   ok: boolean;
-  /** `test name => ./tests/file_test.ts:line:col` of each failed test (deno test's summary). */
+  /** `test name => ./tests/file_test.ts:line:col` of each failed test, and its error line. */
   failures: string[];
 }
 
 const ANSI = new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*m`, "g");
-/** A line of deno test's ERRORS/FAILURES summary: `name => ./tests/x_test.ts:12:6`. */
-const FAILURE_LINE = /^(.+) => \S+_test\.ts:\d+:\d+$/;
 
 /** Runs `deno test` on `files`, each output line prefixed with `[name]`. */
 async function runLane(
@@ -186,7 +185,7 @@ async function runLane(
   }).spawn();
   children.add(c);
   let tail = "";
-  const failures = new Set<string>();
+  const failures = new FailureCollector();
   const pump = async (stream: ReadableStream<Uint8Array>, out: typeof Deno.stdout) => {
     const decoder = new TextDecoder();
     let pending = "";
@@ -199,10 +198,7 @@ async function runLane(
       const text = lines.map((l) => `[${name}] ${l}\n`).join("");
       if (out === Deno.stdout) {
         tail = (tail + lines.join("\n") + "\n").slice(-4000);
-        for (const l of lines) {
-          const plain = l.replace(ANSI, "").trim();
-          if (FAILURE_LINE.test(plain)) failures.add(plain);
-        }
+        for (const l of lines) failures.line(l);
       }
       await out.write(enc.encode(text));
     }
@@ -218,7 +214,7 @@ async function runLane(
   let failed = m ? Number(m[2]) : 0;
   if (!m && !status.success) failed = Math.max(failed, 1);
   say(`lane ${name} done: ${passed} passed, ${failed} failed`);
-  return { passed, failed, ok: status.success, failures: [...failures] };
+  return { passed, failed, ok: status.success, failures: failures.summaries() };
 }
 
 /**
