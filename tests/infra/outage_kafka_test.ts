@@ -93,7 +93,7 @@ Deno.test("RGW stopped for 60 s under load: consumption goes on, nothing lost or
 
 const BROKER_REPS = Number(Deno.env.get("SLUICE_TEST_BROKER_REPS") ?? "2");
 
-Deno.test(`broker stopped ~20 s at 300 records/s and restarted, ${BROKER_REPS} times (SIGTERM and SIGKILL in turn): consumption resumes within 30 s each time`, async () => {
+Deno.test(`broker stopped ~20 s at 300 records/s and restarted, ${BROKER_REPS} times (SIGTERM and SIGKILL in turn): consumption resumes within 30 s of the broker serving again, each time`, async () => {
   const { topic, group, bucket } = names("brokerreps");
   await createTopic(topic, { partitions: 6 });
   // Each stop takes about 700 records at 300/s (before, and to see it resume): some to spare.
@@ -124,17 +124,29 @@ Deno.test(`broker stopped ~20 s at 300 records/s and restarted, ${BROKER_REPS} t
         await sleep(Math.max(0, down + 14_000 - Date.now()));
         await startKafka();
         const up = Date.now();
+        // The 30 s are sluice's: they start once the broker serves this group and topic again
+        // (its coordinator loaded, the partitions led), which after a SIGKILL includes the
+        // broker's own log recovery, slower on a loaded machine and not sluice's doing.
+        await waitFor(() => groupLag(group, topic).then(() => true, () => false), {
+          timeoutMs: 90_000,
+          intervalMs: 500,
+          message: `the broker to serve ${group} on ${topic} again after stop ${rep + 1}`,
+        });
+        const serving = Date.now();
         const atUp = stub.delivered.size;
         await withOutput(p, 150, () =>
           waitFor(() => stub.delivered.size > atUp + 100, {
             timeoutMs: 30_000,
             intervalMs: 250,
-            message: `consumption to resume after stop ${rep + 1} (${signal})`,
+            message: `consumption to resume after stop ${rep + 1} (${signal}), ` +
+              `broker serving the group ${serving - up} ms after its start`,
           }));
         resumes.push(Date.now() - up);
         console.log(
-          `stop ${rep + 1} (${signal}): broker away ${up - down} ms, consumption resumed ` +
-            `${Date.now() - up} ms after its return`,
+          `stop ${rep + 1} (${signal}): broker away ${up - down} ms, serving the group ` +
+            `${serving - up} ms after its start, consumption resumed ${
+              Date.now() - up
+            } ms after its start`,
         );
       }
       await waitFor(() => fullyCommitted(group, topic), {
