@@ -78,8 +78,8 @@ interface UpgradedSocket {
   close(code?: number, reason?: string): void;
   addEventListener(type: "close", listener: () => void): void;
   on(event: "error", fn: (e: Error) => void): void;
-  /** ws's underlying net.Socket (ws 8 keeps it as `_socket`); used only to cork writes. */
-  readonly _socket?: { cork(): void; uncork(): void };
+  /** ws's underlying net.Socket (ws 8 keeps it as `_socket`): a turn's frames are written to it. */
+  readonly _socket?: { write(data: Uint8Array): boolean };
 }
 
 /** What a handler finds in `c.env` when served by {@link serveApp}. */
@@ -105,6 +105,12 @@ export function acceptWebSocket(c: Context): { socket: SocketLike; response: Res
   const ws = up();
   // Errors (a frame over the cap, a protocol error) close the socket; they are not crashes.
   ws.on("error", (e) => log.debug("websocket client error", { error: e }));
+  // Between cork and uncork (one turn of the flush loop), the messages' frames are collected and
+  // written to the TCP socket as one buffer: one write per client per turn, not two per message
+  // (ws's header and payload). Frames are whole, so ws's own writes (pong, close) never split one.
+  const held: Uint8Array[] = [];
+  let corked = false;
+  const raw = ws._socket;
   const socket: SocketLike = {
     get readyState() {
       return ws.readyState;
@@ -112,27 +118,63 @@ export function acceptWebSocket(c: Context): { socket: SocketLike; response: Res
     get bufferedAmount() {
       return ws.bufferedAmount;
     },
-    // The same message goes to every client: encoded once, not once per client.
-    send: (data: string) => ws.send(encodeOnce(data), { binary: false }),
+    send: (data: string) => {
+      if (!raw) return ws.send(Buffer.from(data, "utf8"), { binary: false });
+      if (corked) held.push(frameOnce(data));
+      else if (ws.readyState === WS_OPEN) raw.write(frameOnce(data));
+    },
     close: (code?: number, reason?: string) => ws.close(code, reason),
     addEventListener: (type: "close", listener: () => void) => ws.addEventListener(type, listener),
-    cork: () => ws._socket?.cork(),
-    uncork: () => ws._socket?.uncork(),
+    cork: () => {
+      corked = true;
+    },
+    uncork: () => {
+      corked = false;
+      if (held.length === 0) return;
+      const bytes = held.length === 1 ? held[0] : Buffer.concat(held);
+      held.length = 0;
+      if (raw && ws.readyState === WS_OPEN) raw.write(bytes);
+    },
   };
   return { socket, response: new Response(null, { status: 200 }) };
 }
 
-/** Recent messages and their UTF-8 bytes (a message fanned out to N clients is encoded once). */
-const encoded = new Map<string, Uint8Array>();
+const WS_OPEN = 1;
 
-function encodeOnce(text: string): Uint8Array {
-  let bytes = encoded.get(text);
+/**
+ * Recent messages and their WebSocket frames (a text frame from the server is
+ * not masked, so it is the same bytes for every client): a message fanned out
+ * to N clients is encoded and framed once.
+ */
+const framed = new Map<string, Uint8Array>();
+
+function frameOnce(text: string): Uint8Array {
+  let bytes = framed.get(text);
   if (bytes === undefined) {
-    if (encoded.size >= 4096) encoded.clear();
-    bytes = Buffer.from(text, "utf8");
-    encoded.set(text, bytes);
+    if (framed.size >= 4096) framed.clear();
+    bytes = textFrame(Buffer.from(text, "utf8"));
+    framed.set(text, bytes);
   }
   return bytes;
+}
+
+/** A final, unmasked text frame holding `payload` (RFC 6455 §5.2), as a server sends it. */
+export function textFrame(payload: Uint8Array): Uint8Array {
+  const n = payload.length;
+  const head = n < 126 ? 2 : n < 65_536 ? 4 : 10;
+  const out = Buffer.allocUnsafe(head + n);
+  out[0] = 0x81; // FIN, opcode 1 (text)
+  if (n < 126) {
+    out[1] = n;
+  } else if (n < 65_536) {
+    out[1] = 126;
+    out.writeUInt16BE(n, 2);
+  } else {
+    out[1] = 127;
+    out.writeBigUInt64BE(BigInt(n), 2);
+  }
+  out.set(payload, head);
+  return out;
 }
 
 /** Header names and values of `req`, as a `Headers`. */

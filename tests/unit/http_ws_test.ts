@@ -9,9 +9,9 @@ import { publishEvent, type SluiceEvent } from "../../actors/runtime/events.ts";
 import { wsClients, wsDroppedEventsTotal } from "../../actors/runtime/metrics.ts";
 import { createApp } from "../../http/app.ts";
 import { Ring } from "../../http/ring.ts";
-import { serveApp } from "../../http/server.ts";
+import { serveApp, textFrame } from "../../http/server.ts";
 import { fakeDeps } from "../../http/testing.ts";
-import type { SocketLike } from "../../http/ws_client.ts";
+import { BoundedSender, FlushLoop, type SocketLike } from "../../http/ws_client.ts";
 import { WsHub } from "../../http/ws_hub.ts";
 import { waitFor as harnessWaitFor } from "../harness/procs.ts";
 
@@ -56,6 +56,39 @@ Deno.test("Ring drops the oldest item when full", () => {
   r.push(5);
   assert.deepEqual(r.toArray(), [3, 4, 5]);
   assert.throws(() => new Ring(0), RangeError);
+});
+
+Deno.test("FlushLoop: one timer writes many clients, each turn's messages in one corked write", async () => {
+  // 10 clients, an event every 2 ms for ~100 ms: with a timer per client each event was its own
+  // write (about 50 per client); the shared loop batches them into a turn per 20 ms.
+  const loop = new FlushLoop(20);
+  const sockets = Array.from({ length: 10 }, () => {
+    const s = new FakeSocket() as FakeSocket & { corks: number; cork(): void; uncork(): void };
+    s.corks = 0;
+    s.cork = () => s.corks++;
+    s.uncork = () => {};
+    return s;
+  });
+  const senders = sockets.map((s) =>
+    new BoundedSender<number>(s, String, { dropNotice: String, loop })
+  );
+  for (let i = 0; i < 50; i++) {
+    for (const x of senders) x.push(i);
+    await new Promise((r) => setTimeout(r, 2));
+  }
+  await waitFor(() => sockets.every((s) => s.sent.length === 50), 2000, "every message written");
+  const expected = Array.from({ length: 50 }, (_, i) => String(i));
+  for (const s of sockets) {
+    assert.deepEqual(s.sent, expected);
+    assert.ok(s.corks <= 12, `${s.corks} writes for 50 messages over ~100 ms`);
+  }
+  assert.equal(loop.active, 0, "an idle loop holds no sender (and no timer)");
+  // A backed-up client keeps the loop polling; closing it lets the loop stop.
+  sockets[0].bufferedAmount = 1e9;
+  senders[0].push(99);
+  assert.equal(loop.active, 1);
+  for (const x of senders) x.close();
+  assert.equal(loop.active, 0);
 });
 
 Deno.test("WsHub: a client that never reads drops oldest, counts, then gets a drop notice", async () => {
@@ -180,6 +213,46 @@ function openSocket(
     ws.addEventListener("error", () => reject(new Error(`WebSocket error: ${url}`)));
   });
 }
+
+Deno.test("textFrame is byte for byte ws's own framing of a server text message, at every length class", async () => {
+  // ws's Sender.frame is not in its type declarations; reached at run time.
+  const { Sender } = (await import("ws")) as unknown as {
+    Sender: { frame(data: Uint8Array, o: Record<string, unknown>): Uint8Array[] };
+  };
+  for (const n of [0, 1, 125, 126, 300, 65_535, 65_536, 200_000]) {
+    const payload = new Uint8Array(n).map((_, i) => 32 + (i % 90));
+    const theirs = Sender.frame(payload, {
+      fin: true,
+      opcode: 1,
+      mask: false,
+      readOnly: false,
+      rsv1: false,
+    });
+    const expected = new Uint8Array(theirs.reduce((a, b) => a + b.length, 0));
+    let at = 0;
+    for (const part of theirs) expected.set(part, (at += part.length) - part.length);
+    assert.deepEqual(new Uint8Array(textFrame(payload)), expected, `payload of ${n} bytes`);
+  }
+});
+
+Deno.test("/ws/events over a real socket: one turn's messages (small and 70 KB) arrive whole and in order", async () => {
+  await using t = await serve();
+  const { ws, messages, closed } = await openSocket(`ws://127.0.0.1:${t.server.port}/ws/events`);
+  try {
+    await waitFor(() => t.hub.size === 1);
+    const big = "x".repeat(70_000);
+    for (let i = 0; i < 20; i++) {
+      publishEvent("record.completed", "info", { i, pad: i === 7 ? big : "" }, { topic: "t" });
+    }
+    await waitFor(() => messages.filter((m) => m.type === "record.completed").length === 20);
+    const got = messages.filter((m) => m.type === "record.completed");
+    assert.deepEqual(got.map((m) => (m.data as { i: number }).i), [...Array(20).keys()]);
+    assert.equal((got[7].data as { pad: string }).pad.length, 70_000);
+  } finally {
+    ws.close();
+    await closed;
+  }
+});
 
 Deno.test("/ws/events over a real socket delivers a published record.completed with trace_id", async () => {
   await using t = await serve();
