@@ -653,15 +653,37 @@ function eventRow(ev) {
   return tr;
 }
 
+// While the pointer is on the list, new events wait (the newest MAX_EVENTS), so the row
+// under it does not move away; they are shown when the pointer leaves.
+var eventsHeld = null;
+
 function addEvent(ev) {
   if (ev.type === "system.heartbeat") { setText("hb", "heartbeat " + utc(Date.now()) + " UTC"); return; }
   if (ev.type === "record.completed" && !$("show-completed").checked) return;
   if (ev.type === "circuit.changed" || ev.type === "rate.adjusted") poll();
   if (ev.type === "record.dead_lettered") dlqDirty = true;
+  if (eventsHeld) {
+    eventsHeld.push(ev);
+    if (eventsHeld.length > MAX_EVENTS) eventsHeld.shift();
+    setText("events-held", "paused while the pointer is on the list: " + eventsHeld.length + " new");
+    return;
+  }
+  showEvent(ev);
+}
+
+function showEvent(ev) {
   var body = $("events");
   if (body.querySelector(".empty")) body.textContent = "";
   body.insertBefore(eventRow(ev), body.firstChild);
   while (body.children.length > MAX_EVENTS) body.removeChild(body.lastChild);
+}
+
+function holdEvents(hold) {
+  if (hold) { eventsHeld = eventsHeld || []; return; }
+  var held = eventsHeld || [];
+  eventsHeld = null;
+  setText("events-held", "");
+  held.forEach(showEvent);
 }
 
 function connect() {
@@ -859,6 +881,8 @@ function replayFiltered() {
     setTimeout(loadDlq, 1500);
   }).catch(function (e) { setText("dlq-result", "✗ " + e.message); });
 }
+$("evtable").onmouseenter = function () { holdEvents(true); };
+$("evtable").onmouseleave = function () { holdEvents(false); };
 $("dlq-refresh").onclick = loadDlq;
 $("dlq-replay-all").onclick = replayFiltered;
 $("dlq-topic").onchange = loadDlq;
@@ -1076,7 +1100,7 @@ export const DASHBOARD_PAGE: string = `<!doctype html>
     </table></div>
   </section>
   <section class="c12">
-    <h2>Latest events <span class="meta" id="hb"></span>
+    <h2>Latest events <span class="meta" id="hb"></span> <span class="meta" id="events-held"></span>
       <label style="display:inline-flex;float:right;margin:0;text-transform:none;letter-spacing:0"><input id="show-completed" type="checkbox" checked> show record.completed</label></h2>
     <div class="scroll xscroll"><table id="evtable">
       <colgroup><col style="width:105px"><col style="width:190px"><col style="width:130px"><col style="width:300px"><col></colgroup>

@@ -241,9 +241,23 @@ Deno.test("browser: the DLQ panel lists dead letters, opens one (payload, header
     const link = page.locator("#events a.trace").first();
     await link.waitFor({ timeout: 5000 });
     const trace = await link.getAttribute("data-trace");
-    // New events keep arriving at the top: click that trace's link, wherever it is now.
+    // New events keep arriving at the top; with the pointer on the list they wait (the row
+    // under the pointer stays put), and are shown when it leaves.
+    await page.locator("#evtable thead").hover();
+    const held = await page.locator("#events tr").first().innerText();
+    await page.locator("#events-held", { hasText: /paused .* [1-9]\d* new/ }).waitFor({
+      timeout: 10_000,
+    });
+    assert.equal(await page.locator("#events tr").first().innerText(), held, "the list stays put");
     await page.locator(`#events a.trace[data-trace="${trace}"]`).first().click();
     await page.locator(`#tracebox[data-trace="${trace}"]`).waitFor({ timeout: 5000 });
+    const top = await page.locator("#events tr").first().innerText();
+    await page.locator("#tracebox").hover(); // the pointer leaves the list: the held events show
+    await waitFor(async () => (await page.locator("#events tr").first().innerText()) !== top, {
+      timeoutMs: 10_000,
+      message: "held events shown once the pointer left the list",
+    });
+    assert.equal(await page.locator("#events-held").innerText(), "");
 
     const phone = await browser.newPage({ viewport: { width: 390, height: 844 } });
     watchErrors(phone, errors);
