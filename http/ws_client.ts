@@ -86,10 +86,10 @@ export class FlushLoop {
     return this.#active.size;
   }
 
-  /** Gives `s` a turn within `delayMs` (or at the next tick, whichever is later). */
-  wake(s: Flushable, delayMs = 0): void {
+  /** Gives `s` a turn as soon as the loop may turn again (`minTickMs` after the last one). */
+  wake(s: Flushable): void {
     this.#active.add(s);
-    this.#arm(delayMs);
+    this.#arm(0);
   }
 
   /** Forgets `s`; the timer stops when no sender is left. */

@@ -20,7 +20,7 @@
  */
 import assert from "node:assert/strict";
 import { startSluiceProcess, withSluice } from "../harness/sluice_process.ts";
-import { sleep, waitFor } from "../harness/procs.ts";
+import { procCpuSeconds, sleep, waitFor } from "../harness/procs.ts";
 
 /** Extra Deno flags for the WebSocket test's sluice; default none (the start task's flags alone). */
 const wsFlags = Deno.env.get("SLUICE_TEST_WS_V8_FLAGS") ?? "none";
@@ -60,13 +60,6 @@ await Promise.all(Array.from({ length: clients }, async () => {
 }));
 console.log(JSON.stringify({ ok, failed }));
 `;
-
-/** CPU seconds (user + system) a process has used so far, from `/proc/<pid>/stat`. */
-function cpuSeconds(pid: number): number {
-  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ)
-}
 
 function pidOf(dataDir: string): number {
   return JSON.parse(Deno.readTextFileSync(`${dataDir}/sluice.lock`)).pid;
@@ -197,7 +190,7 @@ Deno.test("200 WebSocket clients, 60 never reading, at a load that makes them dr
     ]);
     let peak = 0;
     const t0 = Date.now();
-    const cpu0 = cpuSeconds(pid);
+    const cpu0 = procCpuSeconds(pid);
     const dropped0 = await p.metric("ws_dropped_events_total");
     await waitFor(async () => (await p.metric("ws_clients")) >= 200, {
       timeoutMs: 20_000,
@@ -215,7 +208,7 @@ Deno.test("200 WebSocket clients, 60 never reading, at a load that makes them dr
       dropped = (await p.metric("ws_dropped_events_total")) - dropped0;
       await sleep(500);
     }
-    const cpu = cpuSeconds(pid) - cpu0;
+    const cpu = procCpuSeconds(pid) - cpu0;
     const out = JSON.parse(new TextDecoder().decode((await child.output()).stdout));
     const delivered = await p.metric("requests_total");
     console.log(

@@ -28,16 +28,26 @@ export interface Daemon {
   startTime?: number;
 }
 
+/** The fields of `/proc/<pid>/stat` after the command name (`fields[0]` is the state); throws when gone. */
+function procStat(pid: number): string[] {
+  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+  return stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+}
+
 /** Start time of `pid` (clock ticks since boot), or undefined when there is no such process. */
 export function procStartTime(pid: number): number | undefined {
   try {
-    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    const t = Number(fields[19]);
+    const t = Number(procStat(pid)[19]);
     return Number.isFinite(t) ? t : undefined;
   } catch {
     return undefined;
   }
+}
+
+/** CPU seconds (user + system) `pid` has used so far; throws when there is no such process. */
+export function procCpuSeconds(pid: number): number {
+  const fields = procStat(pid);
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ)
 }
 
 function shellQuote(s: string): string {
@@ -101,8 +111,7 @@ function readCmdline(pid: number): string | undefined {
  */
 export function isAlive(d: Pick<Daemon, "pid" | "cmd" | "startTime">): boolean {
   try {
-    const stat = Deno.readTextFileSync(`/proc/${d.pid}/stat`);
-    if (stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z")) return false;
+    if (procStat(d.pid)[0] === "Z") return false;
   } catch {
     return false;
   }
