@@ -136,6 +136,9 @@ export async function startAudit(
     batchEvents: config.auditBatchEvents,
     batchBytes: config.auditBatchBytes,
     batchAgeMs: config.auditBatchAgeMs,
+    commitTimeoutMs: config.commitTimeoutMs,
+    // The same watchdog as the pipeline's, and never shorter than two batch ages.
+    stallMs: config.watchdogMs === 0 ? 0 : Math.max(config.watchdogMs, 2 * config.auditBatchAgeMs),
     parentId: ctx.parentId,
     afterPut: testHookAfterPut(),
   });

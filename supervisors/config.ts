@@ -503,7 +503,7 @@ export const CONFIG_SCHEMA = [
     min: 0,
     max: 3600000,
     doc:
-      "Progress watchdog: no record finished for this long with lag > 0 and nothing paused → not ready, pipeline restarted (ms; 0 = off)",
+      "Progress watchdogs: no record finished (pipeline) or no audit upload committed (uploader) for this long with work waiting → not ready, restarted (ms; 0 = off)",
   },
   {
     key: "shutdownDrainMs",

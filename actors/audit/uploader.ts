@@ -24,6 +24,13 @@
  *   backoff and jitter inside the batch (the group membership kept alive by
  *   heartbeats); events wait in the audit topic, the pipeline goes on, and the
  *   uploader's lag (`audit_backlog_depth`) grows until the store answers.
+ * - **Nothing stalls silently.** A commit or heartbeat that does not answer
+ *   within `commitTimeoutMs` ends its batch (read again, found in the store).
+ *   A progress watchdog (`stallMs`): when the log and the store answer, events
+ *   wait in this uploader's partitions and nothing was committed for that long
+ *   (a consumer that stopped fetching after a broker restart), the uploader is
+ *   not ready, counts `audit_uploader_stalls_total` and starts its consumer
+ *   anew (the batches in progress are abandoned and read again).
  * - The lifecycle is {@link auditUploaderMachine}: one event per batch.
  *
  * Metrics: `audit_writes_total` (events uploaded), `audit_write_errors_total`
@@ -42,6 +49,7 @@ import {
   auditBacklogDepth,
   auditFlushLag,
   auditSpoolBytes,
+  auditUploaderStallsTotal,
   auditWriteErrorsTotal,
   auditWritesTotal,
 } from "../runtime/metrics.ts";
@@ -80,6 +88,14 @@ export interface AuditUploaderOptions {
   retryMaxMs?: number;
   /** Gauge refresh period (ms); default 1000. */
   gaugeIntervalMs?: number;
+  /** An offset commit that does not answer within this ends its batch (ms); default 10 000. */
+  commitTimeoutMs?: number;
+  /**
+   * Progress watchdog (ms): events waiting in this uploader's partitions, the
+   * log and the store answering, and nothing committed for this long → the
+   * consumer is started anew (see the module doc). Default 60 000; 0 = off.
+   */
+  stallMs?: number;
   /** Registry id; default `audit-uploader`. */
   id?: string;
   parentId?: string;
@@ -104,6 +120,10 @@ export interface AuditUploaderStatus {
   failures: number;
   lastError: string | null;
   uploadedEvents: number;
+  /** Times the progress watchdog found the uploader stalled and started its consumer anew. */
+  stalls: number;
+  /** The last of those, or null. */
+  lastStall: { at: string; reason: string } | null;
 }
 
 /** What {@link AuditUploader.flush} returns. */
@@ -162,6 +182,8 @@ export class AuditUploader {
   #consumer?: LogConsumer;
   #actor?: Actor<typeof auditUploaderMachine>;
   #stop = new AbortController();
+  /** Aborted when the current consumer is replaced (watchdog). */
+  #session = new AbortController();
   #flushNow = false;
   /** Aborted by a flush or a stop: ends the batch-age waits at once. */
   #wake = new AbortController();
@@ -180,6 +202,17 @@ export class AuditUploader {
   #refreshing?: Promise<void>;
   /** Audit-topic partitions this uploader is assigned. */
   #assigned = new Set<number>();
+  /** Events waiting in the assigned partitions, at the last refresh that could read them. */
+  #assignedLag = 0;
+  /** The last refresh read the log (it answers). */
+  #lagKnown = false;
+  /** Last commit, or last moment with nothing to do (performance.now()). */
+  #lastProgress = performance.now();
+  /** The consumer being started anew by the watchdog. */
+  #restarting?: Promise<void>;
+  #stallReason: string | null = null;
+  #stalls = 0;
+  #lastStall: { at: string; reason: string } | null = null;
 
   constructor(opts: AuditUploaderOptions) {
     this.#o = {
@@ -190,6 +223,8 @@ export class AuditUploader {
       retryBaseMs: 500,
       retryMaxMs: 30_000,
       gaugeIntervalMs: 1000,
+      commitTimeoutMs: 10_000,
+      stallMs: 60_000,
       id: "audit-uploader",
       ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)),
     } as ResolvedOptions;
@@ -214,23 +249,33 @@ export class AuditUploader {
         };
       },
     });
-    this.#consumer = this.#o.log.consumer(this.#o.groupId);
-    await this.#consumer.run([this.#o.topic], {
-      onAssignment: (assigned) => {
-        this.#skipUntil.clear();
-        this.#assigned = new Set(assigned.map((tp) => tp.partition));
-      },
-      eachBatch: (batch) => {
-        const p = this.#eachBatch(batch);
-        this.#active.add(p);
-        return p.finally(() => this.#active.delete(p));
-      },
-    });
+    await this.#runConsumer();
     this.#timer = setInterval(() => void this.#refreshGauges(), this.#o.gaugeIntervalMs);
     await this.#refreshGauges();
   }
 
-  async #eachBatch(batch: Batch): Promise<void> {
+  /** Joins the group with a new consumer; its batches end when its session is aborted. */
+  async #runConsumer(): Promise<void> {
+    const session = new AbortController();
+    this.#session = session;
+    const signal = AbortSignal.any([this.#stop.signal, session.signal]);
+    const consumer = this.#o.log.consumer(this.#o.groupId);
+    this.#consumer = consumer;
+    await consumer.run([this.#o.topic], {
+      onAssignment: (assigned) => {
+        if (signal.aborted) return;
+        this.#skipUntil.clear();
+        this.#assigned = new Set(assigned.map((tp) => tp.partition));
+      },
+      eachBatch: (batch) => {
+        const p = this.#eachBatch(batch, signal);
+        this.#active.add(p);
+        return p.finally(() => this.#active.delete(p));
+      },
+    });
+  }
+
+  async #eachBatch(batch: Batch, signal: AbortSignal): Promise<void> {
     const o = this.#o;
     let lines: SourceRecord[] = [];
     let bytes = 0;
@@ -239,7 +284,7 @@ export class AuditUploader {
     const skipped = (r: SourceRecord) =>
       BigInt(r.offset) <= (this.#skipUntil.get(batch.partition) ?? -1n);
     for (const r of batch.records) {
-      if (this.#stop.signal.aborted || batch.isStale()) return;
+      if (signal.aborted || batch.isStale()) return;
       if (skipped(r)) continue;
       const h = Math.floor(Number(r.timestamp) / HOUR) * HOUR;
       const len = (r.value?.byteLength ?? 0) + 1;
@@ -247,7 +292,7 @@ export class AuditUploader {
         lines.length > 0 &&
         (h !== hour || lines.length >= o.batchEvents || bytes + len > o.batchBytes)
       ) {
-        if (!(await this.#upload(batch, hour, lines))) return;
+        if (!(await this.#upload(batch, hour, lines, signal))) return;
         lines = [];
         bytes = 0;
         this.#buffered = 0;
@@ -264,18 +309,24 @@ export class AuditUploader {
     if (lines.length === 0) return;
     // Wait for the batch's age (events that are already old go at once).
     const due = Number(lines[0].timestamp) + o.batchAgeMs;
-    while (!this.#flushNow && !this.#stop.signal.aborted && Date.now() < due && !batch.isStale()) {
-      await sleep(Math.min(1000, due - Date.now()), this.#wake.signal);
-      await batch.heartbeat();
+    const wake = AbortSignal.any([this.#wake.signal, signal]);
+    while (!this.#flushNow && !signal.aborted && Date.now() < due && !batch.isStale()) {
+      await sleep(Math.min(1000, due - Date.now()), wake);
+      await this.#heartbeat(batch);
     }
-    if (this.#stop.signal.aborted || batch.isStale()) return;
-    await this.#upload(batch, hour, lines);
+    if (signal.aborted || batch.isStale()) return;
+    await this.#upload(batch, hour, lines, signal);
     this.#buffered = 0;
     this.#oldestBuffered = null;
   }
 
   /** Uploads `lines` (one partition, one hour) and commits past them; false when stopped or stale. */
-  async #upload(batch: Batch, hour: number, lines: SourceRecord[]): Promise<boolean> {
+  async #upload(
+    batch: Batch,
+    hour: number,
+    lines: SourceRecord[],
+    signal: AbortSignal,
+  ): Promise<boolean> {
     const o = this.#o;
     while (lines.length > 0) {
       const first = lines[0].offset;
@@ -284,7 +335,8 @@ export class AuditUploader {
       let put = true;
       const found = await this.#retry(
         batch,
-        () => o.store.list(stem, { signal: this.#stop.signal }),
+        signal,
+        () => o.store.list(stem, { signal }),
       );
       if (found === undefined) return false;
       if (found.length > 0) {
@@ -312,7 +364,8 @@ export class AuditUploader {
         const body = await encodeLines(chunk);
         const ok = await this.#retry(
           batch,
-          () => o.store.put(key, body, { signal: this.#stop.signal }).then(() => true),
+          signal,
+          () => o.store.put(key, body, { signal }).then(() => true),
         );
         if (ok === undefined) return false;
         auditWritesTotal.inc(chunk.length);
@@ -333,21 +386,37 @@ export class AuditUploader {
       }
       const next = (BigInt(lastOffset) + 1n).toString();
       batch.resolve(next);
-      if (!(await batch.commit(next))) return false;
+      // A commit can hang rather than fail (a coordinator that stopped answering):
+      // the batch ends, and its events are read again and found in the store.
+      const committed = await within(batch.commit(next), o.commitTimeoutMs);
+      if (committed === undefined) {
+        log.warn("audit offset commit did not answer; the batch is read again", {
+          partition: batch.partition,
+          offset: next,
+          timeout_ms: o.commitTimeoutMs,
+        });
+        return false;
+      }
+      if (!committed) return false;
+      this.#lastProgress = performance.now();
       lines = lines.slice(n);
     }
     return true;
   }
 
   /** Runs `fn` until it succeeds, with backoff; undefined when stopped or the batch went stale. */
-  async #retry<T>(batch: Batch, fn: () => Promise<T>): Promise<T | undefined> {
+  async #retry<T>(
+    batch: Batch,
+    signal: AbortSignal,
+    fn: () => Promise<T>,
+  ): Promise<T | undefined> {
     const o = this.#o;
     for (let n = 0;; n++) {
-      if (this.#stop.signal.aborted || batch.isStale()) return undefined;
+      if (signal.aborted || batch.isStale()) return undefined;
       try {
         return await fn();
       } catch (e) {
-        if (this.#stop.signal.aborted) return undefined;
+        if (signal.aborted) return undefined;
         auditWriteErrorsTotal.inc();
         this.#lastError = errorText(e);
         if (n === 0) {
@@ -362,12 +431,17 @@ export class AuditUploader {
         this.#actor?.send({ type: "UPLOAD_FAILED", error: this.#lastError });
         const delay = Math.min(o.retryMaxMs, o.retryBaseMs * 2 ** Math.min(n, 20));
         const end = Date.now() + delay * (0.5 + Math.random() / 2);
-        while (Date.now() < end && !this.#stop.signal.aborted && !batch.isStale()) {
-          await sleep(Math.min(1000, end - Date.now()), this.#stop.signal);
-          await batch.heartbeat();
+        while (Date.now() < end && !signal.aborted && !batch.isStale()) {
+          await sleep(Math.min(1000, end - Date.now()), signal);
+          await this.#heartbeat(batch);
         }
       }
     }
+  }
+
+  /** A heartbeat, bounded like a commit (it can hang the same way). */
+  async #heartbeat(batch: Batch): Promise<void> {
+    await within(batch.heartbeat(), this.#o.commitTimeoutMs);
   }
 
   async #refreshGauges(): Promise<void> {
@@ -386,20 +460,80 @@ export class AuditUploader {
       ]);
       const c = new Map(committed.map((p) => [p.partition, BigInt(p.offset)]));
       let lag = 0n;
+      let mine = 0n;
       for (const h of high) {
         const done = c.get(h.partition) ?? -1n;
-        lag += BigInt(h.offset) - (done < 0n ? 0n : done);
+        const n = BigInt(h.offset) - (done < 0n ? 0n : done);
+        lag += n;
+        if (this.#assigned.has(h.partition)) mine += n;
       }
       this.#backlog = Number(lag);
+      this.#assignedLag = Number(mine);
+      this.#lagKnown = true;
       if (this.#backlog > 0) this.#backlogSince ??= Date.now();
       else this.#backlogSince = null;
     } catch (e) {
+      this.#lagKnown = false;
       log.debug("audit backlog refresh failed", { error: errorText(e) });
     }
+    this.#checkProgress();
     const s = this.status();
     auditBacklogDepth.set(s.backlogEvents);
     auditSpoolBytes.set(s.bufferedBytes);
     auditFlushLag.set(s.oldestPendingAgeS);
+  }
+
+  /**
+   * The progress watchdog (module doc), after each gauge refresh. Quiet while
+   * the log cannot be read (an outage: the client reconnects by itself), the
+   * store fails (degraded: retrying), nothing waits in this uploader's
+   * partitions, or a flush, a stop or a restart is under way.
+   */
+  #checkProgress(): void {
+    const ms = this.#o.stallMs;
+    if (ms <= 0 || this.#stopped || this.#flushNow || this.#restarting) return;
+    const now = performance.now();
+    if (!this.#lagKnown || this.#assignedLag === 0 || this.status().degraded) {
+      this.#lastProgress = now;
+      return;
+    }
+    const idleMs = now - this.#lastProgress;
+    if (idleMs < ms) return;
+    const reason = `no audit upload committed for ${Math.round(idleMs / 1000)} s with ` +
+      `${this.#assignedLag} events waiting in audit partitions ${
+        [...this.#assigned].sort((a, b) => a - b).join(", ")
+      }`;
+    this.#stallReason = reason;
+    this.#stalls++;
+    this.#lastStall = { at: new Date().toISOString(), reason };
+    auditUploaderStallsTotal.inc();
+    log.error("audit uploader stalled; starting its consumer anew", { reason });
+    this.#restarting = this.#restartConsumer().finally(() => {
+      this.#restarting = undefined;
+      this.#lastProgress = performance.now();
+    });
+  }
+
+  /** Abandons the current consumer and its batches (read again), then joins with a new one. */
+  async #restartConsumer(): Promise<void> {
+    const old = this.#consumer;
+    this.#session.abort();
+    await within(Promise.allSettled([...this.#active]), this.#o.commitTimeoutMs + 1000);
+    this.#buffered = 0;
+    this.#oldestBuffered = null;
+    if (old) {
+      await within(old.stop(), 3000).catch(() => {});
+      await within(old.disconnect(), 3000).catch(() => {});
+    }
+    if (this.#stopped) return;
+    try {
+      await this.#runConsumer();
+      this.#stallReason = null;
+      log.info("audit uploader consumer started anew", { group: this.#o.groupId });
+    } catch (e) {
+      // The watchdog tries again after another stallMs.
+      log.warn("audit uploader consumer could not start again", { error: errorText(e) });
+    }
   }
 
   /** State, backlog and health. */
@@ -418,6 +552,8 @@ export class AuditUploader {
         ? snap?.context.lastError ?? this.#lastError
         : null,
       uploadedEvents: this.#uploaded,
+      stalls: this.#stalls,
+      lastStall: this.#lastStall,
     };
   }
 
@@ -426,6 +562,9 @@ export class AuditUploader {
     const s = this.status();
     if (s.state === "idle") return { ready: false, reason: "audit uploader not started" };
     if (s.state === "stopped") return { ready: false, reason: "audit uploader stopped" };
+    if (this.#stallReason) {
+      return { ready: false, reason: `audit uploader stalled, restarting: ${this.#stallReason}` };
+    }
     if (s.degraded) {
       return {
         ready: false,
@@ -498,7 +637,8 @@ export class AuditUploader {
     clearInterval(this.#timer);
     this.#stop.abort();
     this.#wake.abort();
-    await Promise.allSettled([...this.#active]);
+    await this.#restarting;
+    await within(Promise.allSettled([...this.#active]), this.#o.commitTimeoutMs + 1000);
     if (this.#consumer) {
       // Bounded: leaving the group during a rebalance can take the session
       // timeout; what was not committed is uploaded again by another member.

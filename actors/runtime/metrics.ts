@@ -151,6 +151,12 @@ export const pipelineStallsTotal = new client.Counter({
   help: "Times the progress watchdog found the pipeline stalled and restarted it",
   registers: r,
 });
+export const auditUploaderStallsTotal = new client.Counter({
+  name: "audit_uploader_stalls_total",
+  help:
+    "Times the progress watchdog found the audit uploader stalled and started its consumer anew",
+  registers: r,
+});
 export const kafkaRebalancesTotal = new client.Counter({
   name: "kafka_consumer_rebalances_total",
   help: "Consumer group rebalances seen",

@@ -317,6 +317,18 @@ Deno.test("outage vs poison: 503 without Retry-After for 30 s at 300 records/s d
         timeoutMs: 90_000,
         intervalMs: 500,
         message: `${produced - 1} deliveries`,
+      }).catch(async (e) => {
+        // Say where it stood: slow catch-up, or records dead-lettered or lost.
+        const m = (name: string) => run.sluice.metric(name).catch(() => NaN);
+        throw new Error(
+          `${e.message}: ${run.stub.delivered.size} delivered, ${await m(
+            "kafka_dlq_messages_total",
+          )} dead-lettered, queue_depth ${await m("queue_depth")}, rate_limit_effective ${await m(
+            "rate_limit_effective",
+          )}, circuit_state ${await m("circuit_state")}, upstream_outage_holds_total ${await m(
+            "upstream_outage_holds_total",
+          )}\n--- sluice output ---\n${run.sluice.output().split("\n").slice(-60).join("\n")}`,
+        );
       });
       const deliveredAt = Date.now();
       const dls = await readDeadLetters(`${run.topic}-dlq`, 1);

@@ -154,6 +154,20 @@ Deno.test(`broker stopped ~20 s at 300 records/s and restarted, ${BROKER_REPS} t
         intervalMs: 1000,
         message: "everything committed",
       });
+      // The uploader, a consumer of its own, recovers from the restarts too (its
+      // watchdog starts it anew when it stops committing): every event is stored
+      // while this instance runs, not left for the next one.
+      await withOutput(
+        p,
+        150,
+        () =>
+          waitFor(async () => (await p.metric("audit_backlog_depth")) === 0, {
+            timeoutMs: 150_000,
+            intervalMs: 1000,
+            message: "the audit uploader to catch up (audit_backlog_depth 0)",
+          }),
+      );
+      console.log(`audit uploader stalls: ${await p.metric("audit_uploader_stalls_total")}`);
     });
     await assertCleanExit(p);
     const positions = allPositions(topic, await highWatermarks(topic));

@@ -375,3 +375,57 @@ Deno.test("AuditUploader.stop is idempotent and leaves the registry and the grou
       .stop();
   });
 });
+
+/**
+ * `log` with the commits of its first consumer never answered: a coordinator
+ * that keeps the connection and stops answering, as after a broker restart.
+ */
+function hangingFirstConsumer(log: LogClient): LogClient {
+  let consumers = 0;
+  return {
+    kind: log.kind,
+    description: log.description,
+    producer: () => log.producer(),
+    admin: () => log.admin(),
+    readRange: (tp, range) => log.readRange(tp, range),
+    ping: () => log.ping(),
+    close: () => log.close(),
+    consumer(groupId) {
+      const c = log.consumer(groupId);
+      if (++consumers > 1) return c;
+      return {
+        pause: (tps) => c.pause(tps),
+        resume: (tps) => c.resume(tps),
+        stop: () => c.stop(),
+        disconnect: () => c.disconnect(),
+        run: (topics, handler) =>
+          c.run(topics, {
+            onAssignment: (a, g) => handler.onAssignment(a, g),
+            eachBatch: (batch) =>
+              handler.eachBatch({ ...batch, commit: () => new Promise<boolean>(() => {}) }),
+          }),
+      };
+    },
+  };
+}
+
+Deno.test("AuditUploader whose commits never answer is seen stalled, not ready, and starts its consumer anew: every event uploaded once", async () => {
+  await withAudit(async (env) => {
+    const stallsBefore = await metric("audit_uploader_stalls_total");
+    const u = await env.uploader({
+      log: hangingFirstConsumer(env.log),
+      batchEvents: 10,
+      batchAgeMs: 20,
+      commitTimeoutMs: 200,
+      stallMs: 600,
+    });
+    const keys = await appendEvents(env.writer, 60);
+    await waitUntil(() => u.status().stalls >= 1, "the stall to be seen");
+    assert.match(u.status().lastStall?.reason ?? "", /no audit upload committed for \d+ s/);
+    await waitUntil(async () => (await env.lag()) === 0, "the restarted consumer to upload");
+    assert.ok((await metric("audit_uploader_stalls_total")) - stallsBefore >= 1, "counted");
+    await waitUntil(() => u.ready().ready, "ready again");
+    const all = await readAll(env.store, "audit/");
+    assert.deepEqual(notExactlyOnce(all.events, keys), []);
+  });
+});
