@@ -14,16 +14,13 @@ import type { LogClient, LogProducer } from "../../actors/log/port.ts";
 import { UsageError } from "../../supervisors/cli/common.ts";
 import { loadConfig } from "../../supervisors/config.ts";
 import { ManualClock } from "../harness/clock.ts";
+import { sleep, waitFor } from "../harness/procs.ts";
 
 const decoder = new TextDecoder();
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** The harness's `waitFor`, with this file's argument order. */
 async function waitUntil(cond: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (!cond()) {
-    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(5);
-  }
+  await waitFor(cond, { timeoutMs, intervalMs: 5, message: what });
 }
 
 async function withLog(fn: (log: LogClient, dir: string) => Promise<void>): Promise<void> {

@@ -19,6 +19,7 @@ import {
 import { listActors } from "../../actors/runtime/registry.ts";
 import { registry } from "../../actors/runtime/metrics.ts";
 import { FlakyStore, makeEvent, notExactlyOnce, readAll } from "../harness/audit_fixture.ts";
+import { waitFor } from "../harness/procs.ts";
 
 const AUDIT = "sluice-audit";
 const GROUP = "sluice-audit-uploader";
@@ -91,14 +92,13 @@ async function withAudit(fn: (env: Env) => Promise<void>): Promise<void> {
   }
 }
 
-async function waitUntil(fn: () => boolean | Promise<boolean>, what: string, timeoutMs = 15_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await fn())) {
-    if (Date.now() > deadline) {
-      throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
-    }
-    await new Promise((r) => setTimeout(r, 20));
-  }
+/** The harness's `waitFor`, with this file's argument order. */
+async function waitUntil(
+  fn: () => boolean | Promise<boolean>,
+  what: string,
+  timeoutMs = 15_000,
+): Promise<void> {
+  await waitFor(fn, { timeoutMs, intervalMs: 20, message: what });
 }
 
 async function metric(name: string): Promise<number> {

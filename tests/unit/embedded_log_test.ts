@@ -14,17 +14,14 @@ import {
 } from "../../actors/log/embedded/log.ts";
 import type { SourceRecord } from "../../actors/record/record.ts";
 import type { Batch, BatchHandler, LogClient, TopicPartition } from "../../actors/log/port.ts";
+import { waitFor } from "../harness/procs.ts";
 
 const decoder = new TextDecoder();
 const text = (b: Uint8Array | null) => (b === null ? null : decoder.decode(b));
 
-/** Waits until `cond()` is true, checking every 5 ms; fails after `timeoutMs`. */
+/** The harness's `waitFor`, with this file's argument order. */
 async function waitUntil(cond: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (!cond()) {
-    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
+  await waitFor(cond, { timeoutMs, intervalMs: 5, message: what });
 }
 
 async function withLog(

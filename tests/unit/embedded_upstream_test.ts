@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { startSimulatedUpstream } from "../../actors/local/sim_upstream.ts";
+import { waitFor } from "../harness/procs.ts";
 
 async function post(url: string, key: string | null, signal?: AbortSignal) {
   const headers: Record<string, string> = { "content-type": "application/json" };
@@ -14,12 +15,9 @@ async function post(url: string, key: string | null, signal?: AbortSignal) {
   return res.status;
 }
 
+/** The harness's `waitFor`, with this file's argument order. */
 async function waitUntil(cond: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (!cond()) {
-    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
+  await waitFor(cond, { timeoutMs, intervalMs: 5, message: what });
 }
 
 Deno.test("simulatedUpstream answers 200 after its latency and counts duplicates by key", async () => {

@@ -12,14 +12,11 @@ import { fetchSizes } from "../../actors/log/memory_budget.ts";
 import client from "prom-client";
 import { registry } from "../../actors/runtime/metrics.ts";
 import { registerRuntimeMetrics } from "../../actors/runtime/runtime_metrics.ts";
+import { waitFor } from "../harness/procs.ts";
 
-/** Resolves once `cond()` holds, polling every 5 ms; fails after `ms`. */
+/** The harness's `waitFor`, with this file's argument order. */
 async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
-  const end = performance.now() + ms;
-  while (!cond()) {
-    if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
+  await waitFor(cond, { timeoutMs: ms, intervalMs: 5, message: what });
 }
 
 Deno.test("DeadlineQueue fires in deadline order, not before, and never a cancelled one", async () => {
