@@ -107,7 +107,8 @@ export function utf8Length(s: string): number {
  */
 export function encodeAuditEvent(event: AuditEvent, max: number): string {
   let text = JSON.stringify(event);
-  if (utf8Length(text) <= max) return text;
+  // A UTF-16 code unit is at most 3 bytes of UTF-8: most events need no count.
+  if (text.length * 3 <= max || utf8Length(text) <= max) return text;
   const msg = event.result.error_message ?? "";
   for (const keep of [4096, 512, 0]) {
     const trimmed: AuditEvent & { trimmed: true } = {

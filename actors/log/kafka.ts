@@ -21,6 +21,7 @@ import {
   type Producer,
 } from "kafkajs";
 import process from "node:process";
+import { patchKafkajsEncoder } from "./kafkajs_encoder.ts";
 import { logger } from "../runtime/logger.ts";
 import type { SourceRecord } from "../record/record.ts";
 import { kafkaRebalancesTotal } from "../runtime/metrics.ts";
@@ -39,6 +40,9 @@ import type {
 } from "./port.ts";
 
 const log = logger("kafka");
+
+// Varints written in place: same bytes, no Buffer per varint (module doc there).
+patchKafkajsEncoder();
 
 /** Options of {@link createKafkaLog}. */
 export interface KafkaLogOptions {

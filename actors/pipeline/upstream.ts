@@ -205,6 +205,45 @@ const STATUS_TEXT: Record<number, string> = {
   504: "Gateway Timeout",
 };
 
+/** What {@link discardBody} needs of a response body (a Node `Readable`). */
+interface BodyStream {
+  on(event: "data", fn: (chunk: Uint8Array) => void): unknown;
+  on(event: "end" | "close", fn: () => void): unknown;
+  on(event: "error", fn: (e: unknown) => void): unknown;
+  destroy(): unknown;
+}
+
+/**
+ * Reads and drops a response body: resolves at its end, or once more than
+ * `limit` bytes came (the stream is then destroyed, its socket not reused);
+ * rejects on its error (a body timeout, an abort) or when it closes early.
+ * Listeners, not an async iterator: one promise per response instead of one
+ * per chunk (the iterator was 6 % of the bytes allocated per record in the
+ * framework benchmark's allocation profile).
+ */
+export function discardBody(body: BodyStream, limit: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let read = 0;
+    let done = false;
+    const finish = (e?: unknown) => {
+      if (done) return;
+      done = true;
+      if (e === undefined) resolve();
+      else reject(e);
+    };
+    body.on("data", (chunk) => {
+      read += chunk.byteLength;
+      if (read > limit && !done) {
+        finish();
+        body.destroy();
+      }
+    });
+    body.on("end", () => finish());
+    body.on("error", (e) => finish(e));
+    body.on("close", () => finish(new Error("Upstream response body closed before its end")));
+  });
+}
+
 /** Milliseconds to wait from a `Retry-After` value (seconds or HTTP date); null when absent/invalid. */
 export function parseRetryAfter(value: string | undefined, now = Date.now()): number | null {
   if (value === undefined) return null;
@@ -335,11 +374,7 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
       // Read (and drop) the body so the socket is reused; a stall past the
       // read timeout raises BodyTimeoutError here. Past 64 KiB, stop reading
       // (the socket is then closed, not reused).
-      let read = 0;
-      for await (const chunk of res.body) {
-        read += (chunk as Uint8Array).byteLength;
-        if (read > 64 * 1024) break;
-      }
+      await discardBody(res.body, 64 * 1024);
       const latencyMs = performance.now() - started;
       result = status >= 200 && status < 300 ? { kind: "ok", status, latencyMs } : {
         kind: "http",

@@ -70,6 +70,13 @@ Deno.test("parseEnvelope accepts a valid envelope and defaults idempotency_key a
   assert.match(r.envelope.traceparent, new RegExp(`^00-${r.envelope.trace_id}-[0-9a-f]{16}-01$`));
 });
 
+Deno.test("deriveTraceId gives the same ids as every earlier release (audit and traces correlate by them)", () => {
+  assert.equal(deriveTraceId(""), "d6f6b135e7aca15b1a6c0d42db4bfc29");
+  assert.equal(deriveTraceId("orders/2/7"), "0d45832eaa70ef6b27f0662256b76bbc");
+  assert.equal(deriveTraceId("events/0/123456"), "5e323bd511ef35d56aff36b03d5fe92b");
+  assert.equal(deriveTraceId("clé-é\u{1F600}"), "8d8e8ca4d04383ffa0c2f57fb29a0f65");
+});
+
 Deno.test("parseEnvelope takes the trace id from a valid traceparent header", () => {
   const tid = "4bf92f3577b34da6a3ce929d0e0e4736";
   const r = parseEnvelope(

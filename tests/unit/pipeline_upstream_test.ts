@@ -10,6 +10,7 @@ import { registry } from "../../actors/runtime/metrics.ts";
 import type { SourceRecord } from "../../actors/record/record.ts";
 import {
   createUpstreamClient,
+  discardBody,
   parseRetryAfter,
   type UpstreamOptions,
 } from "../../actors/pipeline/upstream.ts";
@@ -220,6 +221,53 @@ Deno.test("upstream read timeout also covers a response body that stalls", async
     await client.close().catch(() => {});
     await s.close();
   }
+});
+
+Deno.test("upstream delivers on a 2xx whose body is larger than the 64 KiB it reads", async () => {
+  const big = "x".repeat(300 * 1024);
+  const s = stub(() => new Response(big));
+  const client = createUpstreamClient({ url: s.url, maxRetries: 0, ...fast });
+  try {
+    for (let i = 1; i <= 3; i++) {
+      const res = await client.deliver(envelopeOf(record(i)), record(i));
+      assert.equal(res.outcome, "delivered");
+      assert.equal(res.status, 200);
+    }
+    assert.equal(s.seen.length, 3);
+  } finally {
+    await client.close().catch(() => {});
+    await s.close();
+  }
+});
+
+Deno.test("discardBody resolves at the end, stops past its limit, rejects on error or early close", async () => {
+  const { Readable } = await import("node:stream");
+  const chunks = (n: number, size: number) => Array.from({ length: n }, () => new Uint8Array(size));
+  // To the end.
+  await discardBody(Readable.from(chunks(3, 10)), 100);
+  // Past the limit: resolved, and the stream destroyed (nothing more read).
+  let pulled = 0;
+  const endless = new Readable({
+    read() {
+      pulled++;
+      this.push(new Uint8Array(1024));
+    },
+  });
+  await discardBody(endless, 4 * 1024);
+  assert.ok(endless.destroyed, "destroyed past the limit");
+  assert.ok(pulled < 20, `${pulled} chunks pulled`);
+  // An error (a body timeout, an abort) rejects with it.
+  const failing = new Readable({ read() {} });
+  const p = discardBody(failing, 1024);
+  failing.push(new Uint8Array(10));
+  failing.destroy(new Error("body timeout"));
+  await assert.rejects(p, /body timeout/);
+  // Closed before its end, without an error.
+  const cut = new Readable({ read() {} });
+  const q = discardBody(cut, 1024);
+  cut.push(new Uint8Array(10));
+  cut.destroy();
+  await assert.rejects(q, /closed before its end/);
 });
 
 Deno.test("upstream global timeout stops the delivery without retrying", async () => {
