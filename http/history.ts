@@ -161,12 +161,11 @@ export class DashboardHistory {
   start(): void {
     if (this.#timer !== undefined) return;
     this.#unsubscribe = subscribeEvents((e) => {
-      if (e.type !== "circuit.changed") return;
       const to = String(e.data.to);
       const at = Date.parse(e.timestamp) || this.#now();
       this.#flag("breaker_open", to === "open", at);
       this.#flag("breaker_half_open", to === "halfOpen", at);
-    });
+    }, { types: ["circuit.changed"] });
     void this.tick();
     // A tick still running (slow status) makes the timer skip one, not pile up.
     this.#timer = setInterval(() => this.#busy === 0 && void this.tick(), this.intervalMs);

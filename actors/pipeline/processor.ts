@@ -474,7 +474,9 @@ export function createProcessor(deps: ProcessorDeps): Processor {
     const record = r.record;
     requestsTotal.inc({ outcome: outcome.outcome });
     kafkaProcessingDuration.observe((performance.now() - r.started) / 1000);
-    const subscribed = hasEventSubscribers();
+    const subscribed = hasEventSubscribers(
+      outcome.outcome === "dead_lettered" ? "record.dead_lettered" : "record.completed",
+    );
     const where = subscribed
       ? { topic: record.topic, partition: record.partition, trace_id: r.traceId }
       : undefined;

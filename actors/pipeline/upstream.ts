@@ -240,7 +240,10 @@ export function discardBody(body: BodyStream, limit: number): Promise<void> {
     });
     body.on("end", () => finish());
     body.on("error", (e) => finish(e));
-    body.on("close", () => finish(new Error("Upstream response body closed before its end")));
+    // After "end" (every response): nothing to do, and no Error built (its stack costs).
+    body.on("close", () => {
+      if (!done) finish(new Error("Upstream response body closed before its end"));
+    });
   });
 }
 

@@ -35,16 +35,21 @@ export interface SluiceEvent {
 }
 
 type Subscriber = (event: SluiceEvent) => void;
-const subscribers = new Set<Subscriber>();
+/** Each subscriber and the types it asked for (null: every type). */
+const subscribers = new Map<Subscriber, ReadonlySet<EventType> | null>();
+/** Subscribers of every type. */
+let everyType = 0;
+/** Subscribers by the type they asked for. */
+const byType = new Map<EventType, number>();
 
-/** Publishes an event to every subscriber. Never throws. */
+/** Publishes an event to every subscriber of its type. Never throws. */
 export function publishEvent(
   type: EventType,
   severity: Severity,
   data: Record<string, unknown>,
   extra: Partial<Pick<SluiceEvent, "topic" | "partition" | "trace_id">> = {},
 ): void {
-  if (subscribers.size === 0) return;
+  if (!hasEventSubscribers(type)) return;
   const event: SluiceEvent = {
     type,
     severity,
@@ -52,7 +57,8 @@ export function publishEvent(
     ...extra,
     data,
   };
-  for (const s of subscribers) {
+  for (const [s, types] of subscribers) {
+    if (types !== null && !types.has(type)) continue;
     try {
       s(event);
     } catch {
@@ -62,15 +68,37 @@ export function publishEvent(
 }
 
 /**
- * True when someone listens: the record path builds an event's data only
- * then (no garbage per record when no WebSocket client is connected).
+ * True when someone listens (to events of `type`, when given): the record
+ * path builds an event's data only then (no garbage per record when no
+ * WebSocket client is connected; the dashboard history follows only
+ * `circuit.changed`).
  */
-export function hasEventSubscribers(): boolean {
-  return subscribers.size > 0;
+export function hasEventSubscribers(type?: EventType): boolean {
+  if (type === undefined) return subscribers.size > 0;
+  return everyType > 0 || (byType.get(type) ?? 0) > 0;
+}
+
+/** Options of {@link subscribeEvents}. */
+export interface SubscribeOptions {
+  /** Only these event types. Default every type. */
+  types?: EventType[];
 }
 
 /** Subscribes; returns the unsubscribe function. */
-export function subscribeEvents(fn: Subscriber): () => void {
-  subscribers.add(fn);
-  return () => subscribers.delete(fn);
+export function subscribeEvents(fn: Subscriber, opts: SubscribeOptions = {}): () => void {
+  if (subscribers.has(fn)) return () => unsubscribe(fn);
+  const types = opts.types ? new Set(opts.types) : null;
+  subscribers.set(fn, types);
+  if (types === null) everyType++;
+  else for (const t of types) byType.set(t, (byType.get(t) ?? 0) + 1);
+  return () => unsubscribe(fn);
+}
+
+function unsubscribe(fn: Subscriber): boolean {
+  if (!subscribers.has(fn)) return false;
+  const types = subscribers.get(fn)!;
+  subscribers.delete(fn);
+  if (types === null) everyType--;
+  else for (const t of types) byType.set(t, byType.get(t)! - 1);
+  return true;
 }

@@ -17,7 +17,12 @@ import {
 } from "../../actors/record/dead_letter.ts";
 import type { DeadLetter } from "../../actors/record/dead_letter.ts";
 import { deriveTraceId, type Envelope, parseEnvelope } from "../../actors/record/envelope.ts";
-import { type SluiceEvent, subscribeEvents } from "../../actors/runtime/events.ts";
+import {
+  hasEventSubscribers,
+  publishEvent,
+  type SluiceEvent,
+  subscribeEvents,
+} from "../../actors/runtime/events.ts";
 import {
   createPartitionWorker,
   type OrderingMode,
@@ -600,6 +605,44 @@ function fakeDeps(results: Partial<DeliveryResult>[], over: Partial<ProcessorDep
   };
   return { deps, audit, dlq, calls };
 }
+
+Deno.test("processor builds no record event when only circuit.changed is followed (the dashboard history)", async () => {
+  const { deps } = fakeDeps([
+    { status: 200 },
+    {
+      outcome: "failed",
+      status: 400,
+      reason: "PROCESSING_ERROR",
+      message: "Upstream answered 400",
+    },
+  ]);
+  const seen: SluiceEvent[] = [];
+  const offCircuit = subscribeEvents((e) => seen.push(e), { types: ["circuit.changed"] });
+  try {
+    assert.equal(hasEventSubscribers("record.completed"), false);
+    assert.equal(hasEventSubscribers("circuit.changed"), true);
+    const p = createProcessor(deps);
+    assert.equal((await p.process(rec(1, good()))).outcome, "delivered");
+    assert.equal((await p.process(rec(2, good()))).outcome, "dead_lettered");
+    publishEvent("circuit.changed", "warn", { to: "open" });
+    assert.deepEqual(seen.map((e) => e.type), ["circuit.changed"]);
+    // A client of every type (a WebSocket) gets the record events again.
+    const all: SluiceEvent[] = [];
+    const offAll = subscribeEvents((e) => all.push(e));
+    try {
+      assert.equal(hasEventSubscribers("record.completed"), true);
+      await p.process(rec(3, good()));
+      assert.deepEqual(all.map((e) => e.type), ["record.completed"]);
+      assert.deepEqual(seen.map((e) => e.type), ["circuit.changed"]);
+    } finally {
+      offAll();
+    }
+    assert.equal(hasEventSubscribers("record.completed"), false);
+  } finally {
+    offCircuit();
+  }
+  assert.equal(hasEventSubscribers(), false);
+});
 
 Deno.test("processor delivers, audits and publishes record.completed with trace_id", async () => {
   const { deps, audit, dlq } = fakeDeps([{ status: 201 }]);
