@@ -516,15 +516,10 @@ export class AuditUploader {
 
   /** Abandons the current consumer and its batches (read again), then joins with a new one. */
   async #restartConsumer(): Promise<void> {
-    const old = this.#consumer;
     this.#session.abort();
-    await within(Promise.allSettled([...this.#active]), this.#o.commitTimeoutMs + 1000);
+    await this.#closeConsumer();
     this.#buffered = 0;
     this.#oldestBuffered = null;
-    if (old) {
-      await within(old.stop(), 3000).catch(() => {});
-      await within(old.disconnect(), 3000).catch(() => {});
-    }
     if (this.#stopped) return;
     try {
       await this.#runConsumer();
@@ -534,6 +529,22 @@ export class AuditUploader {
       // The watchdog tries again after another stallMs.
       log.warn("audit uploader consumer could not start again", { error: errorText(e) });
     }
+  }
+
+  /**
+   * Waits (bounded) for the batches in progress, whose signal was aborted, then
+   * stops the current consumer and leaves the group, bounded too: leaving during
+   * a rebalance can take the session timeout; what was not committed is
+   * uploaded again by another member (or the next consumer).
+   */
+  async #closeConsumer(): Promise<void> {
+    await within(Promise.allSettled([...this.#active]), this.#o.commitTimeoutMs + 1000);
+    const c = this.#consumer;
+    if (!c) return;
+    await within(c.stop(), 3000).catch((e) =>
+      log.warn("uploader consumer stop failed", { error: errorText(e) })
+    );
+    await within(c.disconnect(), 3000).catch(() => {});
   }
 
   /** State, backlog and health. */
@@ -638,16 +649,7 @@ export class AuditUploader {
     this.#stop.abort();
     this.#wake.abort();
     await this.#restarting;
-    await within(Promise.allSettled([...this.#active]), this.#o.commitTimeoutMs + 1000);
-    if (this.#consumer) {
-      // Bounded: leaving the group during a rebalance can take the session
-      // timeout; what was not committed is uploaded again by another member.
-      const c = this.#consumer;
-      await within(c.stop(), 3000).catch((e) =>
-        log.warn("uploader stop failed", { error: errorText(e) })
-      );
-      await within(c.disconnect(), 3000).catch(() => {});
-    }
+    await this.#closeConsumer();
     this.#actor?.send({ type: "STOPPED" });
     if (this.#actor) stopActor(this.#o.id);
   }
