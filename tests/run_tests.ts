@@ -38,6 +38,8 @@ import {
 } from "./harness/infra.ts";
 
 const started = Date.now();
+/** The tests' own lockfile: test-only npm packages stay out of deno.lock (README: "Cold start"). */
+const TEST_LOCK = new URL("./deno.lock", import.meta.url).pathname;
 const say = (s: string) =>
   console.log(`[run_tests +${((Date.now() - started) / 1000).toFixed(1)}s] ${s}`);
 
@@ -152,7 +154,7 @@ async function main(): Promise<number> {
   };
   if (hold) {
     say(
-      `infrastructure ready; in another shell:\n  export SLUICE_TEST_STATE=${env.SLUICE_TEST_STATE} SLUICE_TEST_DAEMONS=${env.SLUICE_TEST_DAEMONS}\n  deno test -A tests/<file>\nCtrl-C stops it.`,
+      `infrastructure ready; in another shell:\n  export SLUICE_TEST_STATE=${env.SLUICE_TEST_STATE} SLUICE_TEST_DAEMONS=${env.SLUICE_TEST_DAEMONS}\n  deno test -A --lock=tests/deno.lock tests/<file>\nCtrl-C stops it.`,
     );
     await new Promise(() => {});
   }
@@ -177,7 +179,7 @@ async function runLane(
 ): Promise<LaneResult> {
   say(`lane ${name}: ${files.length} test files`);
   const c = new Deno.Command("setsid", {
-    args: [Deno.execPath(), "test", "--allow-all", ...files],
+    args: [Deno.execPath(), "test", "--allow-all", `--lock=${TEST_LOCK}`, ...files],
     env: { ...env, TMPDIR: scratch },
     stdout: "piped",
     stderr: "piped",

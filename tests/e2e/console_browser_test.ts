@@ -18,7 +18,7 @@
  * to change it); their paths are printed.
  */
 import assert from "node:assert/strict";
-import { type Browser, chromium, type Page } from "playwright-core";
+import { type Browser, chromium, type Page } from "../harness/npm/playwright_core.ts";
 import { waitFor } from "../harness/procs.ts";
 import { type SluiceProcess, startSluiceProcess } from "../harness/sluice_process.ts";
 

@@ -12,7 +12,7 @@
  * Screenshots go to a temp dir (paths printed).
  */
 import assert from "node:assert/strict";
-import { type Browser, chromium, type Page } from "playwright-core";
+import { type Browser, chromium, type Page } from "../harness/npm/playwright_core.ts";
 import { waitFor } from "../harness/procs.ts";
 import { type SluiceProcess, startSluiceProcess } from "../harness/sluice_process.ts";
 

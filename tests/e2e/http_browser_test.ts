@@ -5,7 +5,7 @@
  * Skipped when /usr/bin/chromium is missing.
  */
 import assert from "node:assert/strict";
-import { chromium } from "playwright-core";
+import { chromium } from "../harness/npm/playwright_core.ts";
 import { setup } from "xstate";
 import { spawnActor, stopActor } from "../../actors/runtime/registry.ts";
 import { createApp } from "../../http/app.ts";

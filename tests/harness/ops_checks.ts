@@ -10,7 +10,7 @@
  *
  * @module
  */
-import { parse, parseAllDocuments } from "yaml";
+import { parse, parseAllDocuments } from "./npm/yaml.ts";
 import { CONFIG_SCHEMA, type OptionSpec } from "../../supervisors/config.ts";
 
 /** The repository root. */

@@ -9,8 +9,7 @@
  *
  * @module
  */
-// @ts-types="./otlp_root.d.ts"
-import generated from "@opentelemetry/otlp-proto-exporter-base/build/esm/generated/root.js";
+import generated from "./npm/otlp_proto_root.ts";
 
 /** A decoded span, ids as lowercase hex, attributes as plain values. */
 export interface ReceivedSpan {

@@ -9,13 +9,15 @@ import { infra } from "../harness/mod.ts";
 import { ROW_IDS } from "../bench/lib.ts";
 
 const BENCH = new URL("../bench/bench.ts", import.meta.url).pathname;
+/** The tests' lockfile (README: "Cold start"). */
+const TEST_LOCK = new URL("../deno.lock", import.meta.url).pathname;
 
 Deno.test("bench --quick runs on the test infrastructure and produces every row", async () => {
   infra(); // Fails with a clear message outside the runner.
   const dir = await Deno.makeTempDir({ prefix: "sluice-bench-quick-" });
   const out = `${dir}/bench.json`;
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", BENCH, "--quick", "--out", out],
+    args: ["run", "--allow-all", `--lock=${TEST_LOCK}`, BENCH, "--quick", "--out", out],
     cwd: dir,
     stdin: "null",
     stdout: "piped",

@@ -6,6 +6,9 @@
 import assert from "node:assert/strict";
 import { isAlive, readLedger, startDaemon, stopDaemon } from "../harness/procs.ts";
 
+/** The tests' lockfile (README: "Cold start"). */
+const TEST_LOCK = new URL("../deno.lock", import.meta.url).pathname;
+
 function readCmdline(pid: number): string | undefined {
   try {
     return Deno.readTextFileSync(`/proc/${pid}/cmdline`).replaceAll("\0", " ");
@@ -17,7 +20,13 @@ import { waitFor } from "../harness/mod.ts";
 
 Deno.test("run_tests stops every process it started when interrupted with SIGINT", async () => {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", new URL("../run_tests.ts", import.meta.url).pathname, "--hold"],
+    args: [
+      "run",
+      "--allow-all",
+      `--lock=${TEST_LOCK}`,
+      new URL("../run_tests.ts", import.meta.url).pathname,
+      "--hold",
+    ],
     stdout: "piped",
     stderr: "piped",
     stdin: "null",
@@ -97,6 +106,7 @@ Deno.test("the runner names, kills and fails the run for any process a test left
       args: [
         "run",
         "--allow-all",
+        `--lock=${TEST_LOCK}`,
         new URL("../run_tests.ts", import.meta.url).pathname,
         "--no-infra",
         testFile,

@@ -6,7 +6,7 @@
  * `dlq list` that cannot write escape sequences to a terminal.
  */
 import assert from "node:assert/strict";
-import { parse as parseYaml } from "yaml";
+import { parse as parseYaml } from "../harness/npm/yaml.ts";
 import { FsAuditStore } from "../../actors/audit/store.ts";
 import { redactText, redactUrl } from "../../actors/runtime/redact.ts";
 import { createApp } from "../../http/app.ts";

@@ -36,7 +36,7 @@ import {
   initialTransition,
   transition,
 } from "xstate";
-import { getShortestPaths, getSimplePaths } from "@xstate/graph";
+import { getShortestPaths, getSimplePaths } from "../harness/npm/xstate_graph.ts";
 import {
   type PartitionConsumerContext,
   partitionConsumerMachine,
