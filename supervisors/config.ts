@@ -150,7 +150,7 @@ export const CONFIG_SCHEMA = [
     min: 16,
     max: 65_536,
     doc: "Memory for fetched records: a Kafka fetch takes at most 1/8 of it, a partition at most " +
-      "`SLUICE_MAX_INFLIGHT` × 1 KiB (64 KiB–1 MiB) of that",
+      "`SLUICE_MAX_INFLIGHT` × 256 B (64 KiB–1 MiB) of that",
   },
   {
     key: "maxRecordBytes",

@@ -78,14 +78,14 @@ Deno.test("linkAbort aborts every linked controller once, with the reason, and n
   assert.equal(d.signal.reason, reason);
 });
 
-Deno.test("fetchSizes: a fetch takes 1/8 of the budget, a partition maxInflight × 1 KiB within 64 KiB–1 MiB", () => {
+Deno.test("fetchSizes: a fetch takes 1/8 of the budget, a partition maxInflight × 256 B within 64 KiB–1 MiB", () => {
   assert.deepEqual(fetchSizes({ memoryBudgetMb: 64, maxInflight: 32 }), {
     maxBytes: 8 * 1024 * 1024,
     maxBytesPerPartition: 64 * 1024,
   });
   assert.deepEqual(fetchSizes({ memoryBudgetMb: 64, maxInflight: 1000 }), {
     maxBytes: 8 * 1024 * 1024,
-    maxBytesPerPartition: 1000 * 1024,
+    maxBytesPerPartition: 1000 * 256,
   });
   assert.equal(
     fetchSizes({ memoryBudgetMb: 64, maxInflight: 5000 }).maxBytesPerPartition,
