@@ -28,7 +28,7 @@
  */
 import { lanes } from "./harness/lanes.ts";
 import { FailureCollector } from "./harness/test_output.ts";
-import { processesWithEnv, sleep } from "./harness/procs.ts";
+import { processesWithEnv, sleep, TEST_LOCK } from "./harness/procs.ts";
 import {
   ensureDebianPackages,
   type InfraState,
@@ -38,8 +38,6 @@ import {
 } from "./harness/infra.ts";
 
 const started = Date.now();
-/** The tests' own lockfile: test-only npm packages stay out of deno.lock (README: "Cold start"). */
-const TEST_LOCK = new URL("./deno.lock", import.meta.url).pathname;
 const say = (s: string) =>
   console.log(`[run_tests +${((Date.now() - started) / 1000).toFixed(1)}s] ${s}`);
 

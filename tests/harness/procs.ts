@@ -12,6 +12,13 @@
  * @module
  */
 
+/**
+ * The tests' lockfile, for every `deno` a test starts on a test script: the
+ * test-only npm packages stay out of the root deno.lock (README, Benchmarks:
+ * "Cold start").
+ */
+export const TEST_LOCK = new URL("../deno.lock", import.meta.url).pathname;
+
 /** A daemon we started. */
 export interface Daemon {
   name: string;

@@ -6,11 +6,10 @@
  */
 import assert from "node:assert/strict";
 import { infra } from "../harness/mod.ts";
+import { TEST_LOCK } from "../harness/procs.ts";
 import { ROW_IDS } from "../bench/lib.ts";
 
 const BENCH = new URL("../bench/bench.ts", import.meta.url).pathname;
-/** The tests' lockfile (README: "Cold start"). */
-const TEST_LOCK = new URL("../deno.lock", import.meta.url).pathname;
 
 Deno.test("bench --quick runs on the test infrastructure and produces every row", async () => {
   infra(); // Fails with a clear message outside the runner.

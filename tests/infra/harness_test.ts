@@ -4,10 +4,7 @@
  * process of its own behind.
  */
 import assert from "node:assert/strict";
-import { isAlive, readLedger, startDaemon, stopDaemon } from "../harness/procs.ts";
-
-/** The tests' lockfile (README: "Cold start"). */
-const TEST_LOCK = new URL("../deno.lock", import.meta.url).pathname;
+import { isAlive, readLedger, startDaemon, stopDaemon, TEST_LOCK } from "../harness/procs.ts";
 
 function readCmdline(pid: number): string | undefined {
   try {
