@@ -4,8 +4,8 @@
  * start"). `deno task` installs every package of `deno.json`'s import map
  * and of `deno.lock` before it runs any task, so the test-only packages
  * (playwright-core, yaml, @xstate/graph, the OTLP protobuf definitions) are
- * pinned in `tests/harness/npm/` and
- * locked in `tests/deno.lock`, never in the root files.
+ * pinned in `tests/harness/npm/` and locked in `tests/deno.lock`, never in
+ * the root files.
  */
 import assert from "node:assert/strict";
 import denoJson from "../../deno.json" with { type: "json" };
