@@ -122,6 +122,8 @@ const HISTORY = 256;
 
 interface Outcome {
   caller: object;
+  /** When the call started and ended (clock time). */
+  startedAt: number;
   at: number;
   failed: boolean;
 }
@@ -385,25 +387,37 @@ export class AdaptiveLimiter {
 
   /**
    * Tells a poison record from an outage, for a record (`caller`) that ran
-   * out of retries and first failed at `firstFailureAt` (clock time): the
-   * evidence is the other records' calls that ended since then (the last
-   * `volume` of them within the window, older ones only when fewer than 3
-   * ended since). `outage` when there are at least 3 and more than
-   * `errorPercent` % of them failed (5xx, timeout, network error); else
-   * `poison`.
+   * out of retries and whose first failed call started at `firstFailureAt`
+   * (clock time). The evidence is the other records' calls since then, the
+   * last `volume` of them within the window: every failure that ended since,
+   * and the successes of calls that *started* since (a call answered before
+   * the upstream began failing this record says nothing about now). `outage`
+   * when more than `errorPercent` % of them failed (5xx, timeout, network
+   * error); else `poison`.
+   *
+   * With one or two such calls, they decide: at the start of an outage with
+   * few records in flight (partition ordering) they may be all there is, and
+   * a wrong `outage` costs a pause until the breaker's probe, a wrong
+   * `poison` a good record in the dead-letter topic. With none, the calls
+   * that ended before decide, at least 3 of them (a record alone with its
+   * failures is poison).
    */
   judge(caller: object, firstFailureAt: number): "outage" | "poison" {
     const now = this.#clock.now();
     const recent: Outcome[] = [], older: Outcome[] = [];
     const h = this.#history, n = h.length;
-    for (let i = 0; i < n && recent.length + older.length < this.#volume; i++) {
+    // Newest first (by end); at most 256 entries, and judged only when a record runs out of retries.
+    for (let i = 0; i < n && recent.length < this.#volume; i++) {
       const o = h[(this.#historyHead - 1 - i + n) % n];
       if (now - o.at > this.#windowMs) break;
+      if (o.at < firstFailureAt && older.length >= this.#volume) break;
       if (o.caller === caller) continue;
-      (o.at >= firstFailureAt ? recent : older).push(o);
+      const since = o.failed ? o.at >= firstFailureAt : o.startedAt >= firstFailureAt;
+      if (since) recent.push(o);
+      else if (older.length < this.#volume) older.push(o);
     }
-    const evidence = recent.length >= 3 ? recent : [...recent, ...older];
-    if (evidence.length < 3) return "poison";
+    const evidence = recent.length > 0 ? recent : older;
+    if (evidence.length === 0 || (evidence === older && older.length < 3)) return "poison";
     const failed = evidence.filter((o) => o.failed).length;
     return failed * 100 / evidence.length > this.#errorPercent ? "outage" : "poison";
   }
@@ -413,7 +427,7 @@ export class AdaptiveLimiter {
     const now = this.#clock.now();
     const failed = r.kind === "timeout" || r.kind === "network" ||
       (r.kind === "http" && (r.status ?? 0) >= 500);
-    const entry = { caller: r.caller, at: now, failed };
+    const entry = { caller: r.caller, startedAt, at: now, failed };
     if (this.#history.length < HISTORY) {
       this.#history.push(entry);
       this.#historyHead = this.#history.length % HISTORY;

@@ -320,14 +320,22 @@ Deno.test("outage vs poison: 503 without Retry-After for 30 s at 300 records/s d
       }).catch(async (e) => {
         // Say where it stood: slow catch-up, or records dead-lettered or lost.
         const m = (name: string) => run.sluice.metric(name).catch(() => NaN);
+        const dead = await readDeadLetters(`${run.topic}-dlq`, 1, 10_000).catch(() => []);
         throw new Error(
-          `${e.message}: ${run.stub.delivered.size} delivered, ${await m(
+          `${e.message} (outage ${new Date(outageStart).toISOString()} → ${
+            new Date(outageEnd).toISOString()
+          }): ${run.stub.delivered.size} delivered, ${await m(
             "kafka_dlq_messages_total",
           )} dead-lettered, queue_depth ${await m("queue_depth")}, rate_limit_effective ${await m(
             "rate_limit_effective",
           )}, circuit_state ${await m("circuit_state")}, upstream_outage_holds_total ${await m(
             "upstream_outage_holds_total",
-          )}\n--- sluice output ---\n${run.sluice.output().split("\n").slice(-60).join("\n")}`,
+          )}, dead letters: ${
+            dead.map((d) =>
+              `[${d.failure_reason} retry_count ${d.retry_count} "${d.error_message}" ` +
+              `${d.first_failure} → ${d.last_failure} ${String(d.original_payload).slice(0, 120)}]`
+            ).join(" ")
+          }\n--- sluice output ---\n${run.sluice.output().split("\n").slice(-60).join("\n")}`,
         );
       });
       const deliveredAt = Date.now();

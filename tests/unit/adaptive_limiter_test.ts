@@ -222,6 +222,60 @@ Deno.test("AdaptiveLimiter.judge: outage when the other records' calls fail too,
   }
 });
 
+/**
+ * Seen on the real parts (tests/infra/flow_control_kafka_test.ts, partition
+ * ordering, 3 partitions): at the start of a 503 outage a record ran out of
+ * retries while only one other call had ended since its first failure (a
+ * 503); the judgement padded that with the successes from before the outage
+ * and dead-lettered the record as poison.
+ */
+Deno.test("AdaptiveLimiter.judge at an outage's start: one or two other calls since the record's first failure decide; successes of calls started before it do not count", () => {
+  const clock = new SimulatedClock();
+  const big = { ceiling: 100_000, burst: 100_000 };
+  const l = new AdaptiveLimiter({ ...big, clock, judge: { volume: 10, errorPercent: 50 } });
+  try {
+    for (let i = 0; i < 9; i++) call(l, clock, { kind: "ok" });
+    call(l, clock, { kind: "http", status: 503 }); // the outage begins
+    const me = {};
+    const since = clock.now();
+    call(l, clock, { kind: "http", status: 503 }, me);
+    call(l, clock, { kind: "http", status: 503 }); // the only other call since
+    for (let i = 0; i < 3; i++) call(l, clock, { kind: "http", status: 503 }, me, 60);
+    assert.equal(l.judge(me, since), "outage", "one other call since, failed");
+
+    // A success that started before the record's first failure, and ended after it.
+    const me2 = {};
+    for (let i = 0; i < 9; i++) call(l, clock, { kind: "ok" });
+    const early = take(l);
+    clock.increment(1);
+    const since2 = clock.now();
+    call(l, clock, { kind: "http", status: 503 }, me2);
+    early.release({ caller: {}, kind: "ok", latencyMs: 3 });
+    call(l, clock, { kind: "http", status: 503 });
+    call(l, clock, { kind: "http", status: 503 }, me2, 60);
+    assert.equal(l.judge(me2, since2), "outage", "the early success says nothing about now");
+
+    // One of two others since succeeded: not more than 50 % failed, poison.
+    const me3 = {};
+    clock.increment(1);
+    const since3 = clock.now();
+    call(l, clock, { kind: "http", status: 500 }, me3);
+    call(l, clock, { kind: "ok" });
+    call(l, clock, { kind: "http", status: 503 });
+    call(l, clock, { kind: "http", status: 500 }, me3, 60);
+    assert.equal(l.judge(me3, since3), "poison");
+
+    // Nobody else since: the calls before decide (here successes: poison).
+    const me4 = {};
+    for (let i = 0; i < 5; i++) call(l, clock, { kind: "ok" });
+    const since4 = clock.now();
+    for (let i = 0; i < 4; i++) call(l, clock, { kind: "http", status: 500 }, me4, 60);
+    assert.equal(l.judge(me4, since4), "poison");
+  } finally {
+    l.stop();
+  }
+});
+
 const enc = new TextEncoder();
 
 function record(offset: number): SourceRecord {
