@@ -9,7 +9,7 @@
  * const flow = createAdaptiveLimiter({ ceiling: 1000, burst: 100, maxConcurrency: 256 });
  * const permit = await flow.acquire(signal);          // pause → token → in-flight slot
  * permit.release({ caller, kind: "http", status: 429, latencyMs: 3 });
- * flow.judge(caller, firstFailureAt);                   // "outage" | "poison"
+ * await flow.judgeSoon(caller, firstFailureAt, signal); // "outage" | "poison"
  * ```
  *
  * Three controls, each on its own signal:
@@ -87,8 +87,11 @@ export interface AdaptiveLimiterOptions {
   minConcurrency?: number;
   /** Lower bound of the rate (records/s). Default 1. */
   floorRate?: number;
-  /** Outage judgement, from the breaker's settings. */
-  judge?: { volume?: number; errorPercent?: number; windowMs?: number };
+  /**
+   * Outage judgement, from the breaker's settings; `waitMs` (default 2000,
+   * at most `windowMs`) bounds {@link AdaptiveLimiter.judgeSoon}'s wait.
+   */
+  judge?: { volume?: number; errorPercent?: number; windowMs?: number; waitMs?: number };
   /** Registry id of the actor (none when absent: unit tests). */
   id?: string;
   parentId?: string;
@@ -155,6 +158,8 @@ export class AdaptiveLimiter {
   // Pause.
   #pausedUntil = 0;
   #pauseWaiters = new Set<() => void>();
+  #evidenceWaiters = new Set<{ check: () => void; done: () => void }>();
+  #judgeWaitMs: number;
   #pauseTimer: unknown = undefined;
   // Judgement.
   #history: Outcome[] = [];
@@ -184,6 +189,7 @@ export class AdaptiveLimiter {
     this.#volume = Math.max(1, Math.min(options.judge?.volume ?? 10, HISTORY));
     this.#errorPercent = options.judge?.errorPercent ?? 50;
     this.#windowMs = options.judge?.windowMs ?? 10_000;
+    this.#judgeWaitMs = Math.min(options.judge?.waitMs ?? 2000, this.#windowMs);
     this.#bucket = new TokenBucket(this.#ceiling, this.#burst, {
       clock: this.#clock,
       onTokens: (t) => rateLimitTokens.set(Math.floor(t)),
@@ -395,14 +401,65 @@ export class AdaptiveLimiter {
    * when more than `errorPercent` % of them failed (5xx, timeout, network
    * error); else `poison`.
    *
-   * With one or two such calls, they decide: at the start of an outage with
-   * few records in flight (partition ordering) they may be all there is, and
-   * a wrong `outage` costs a pause until the breaker's probe, a wrong
-   * `poison` a good record in the dead-letter topic. With none, the calls
-   * that ended before decide, at least 3 of them (a record alone with its
-   * failures is poison).
+   * With one or two such calls, they decide: a wrong `outage` costs a pause
+   * until the breaker's probe, a wrong `poison` a good record in the
+   * dead-letter topic. With none, the calls that ended before decide, at
+   * least 3 of them (a record alone with its failures is poison).
+   * {@link judgeSoon} first waits for 3 such calls.
    */
   judge(caller: object, firstFailureAt: number): "outage" | "poison" {
+    const { recent, older } = this.#evidence(caller, firstFailureAt);
+    const evidence = recent.length > 0 ? recent : older;
+    if (evidence.length === 0 || (evidence === older && older.length < 3)) return "poison";
+    const failed = evidence.filter((o) => o.failed).length;
+    return failed * 100 / evidence.length > this.#errorPercent ? "outage" : "poison";
+  }
+
+  /**
+   * {@link judge}, once 3 other calls count as evidence (or after the
+   * judgement's `waitMs`, 2 s by default; no call is made meanwhile). At the
+   * start of an outage with few records in flight (partition ordering, a
+   * record out of retries within ~0.2 s) the others' failures are still on
+   * their way; judged at once, one call would decide. Rejects with
+   * `signal.reason` on abort.
+   */
+  async judgeSoon(
+    caller: object,
+    firstFailureAt: number,
+    signal?: AbortSignal,
+  ): Promise<"outage" | "poison"> {
+    const enough = () => this.#evidence(caller, firstFailureAt).recent.length >= 3;
+    if (!this.#stopped && !enough()) {
+      if (signal?.aborted) throw signal.reason;
+      await new Promise<void>((resolve, reject) => {
+        const w = {
+          check: () => {
+            if (enough()) w.done();
+          },
+          done: () => {
+            cleanup();
+            resolve();
+          },
+        };
+        const onAbort = () => {
+          cleanup();
+          reject(signal!.reason);
+        };
+        const timer = this.#clock.setTimeout(w.done, this.#judgeWaitMs);
+        const cleanup = () => {
+          this.#clock.clearTimeout(timer);
+          this.#evidenceWaiters.delete(w);
+          signal?.removeEventListener("abort", onAbort);
+        };
+        this.#evidenceWaiters.add(w);
+        signal?.addEventListener("abort", onAbort, { once: true });
+      });
+    }
+    return this.judge(caller, firstFailureAt);
+  }
+
+  /** The other calls' outcomes since `firstFailureAt` (see {@link judge}), and before it. */
+  #evidence(caller: object, firstFailureAt: number): { recent: Outcome[]; older: Outcome[] } {
     const now = this.#clock.now();
     const recent: Outcome[] = [], older: Outcome[] = [];
     const h = this.#history, n = h.length;
@@ -416,10 +473,7 @@ export class AdaptiveLimiter {
       if (since) recent.push(o);
       else if (older.length < this.#volume) older.push(o);
     }
-    const evidence = recent.length > 0 ? recent : older;
-    if (evidence.length === 0 || (evidence === older && older.length < 3)) return "poison";
-    const failed = evidence.filter((o) => o.failed).length;
-    return failed * 100 / evidence.length > this.#errorPercent ? "outage" : "poison";
+    return { recent, older };
   }
 
   #observe(r: CallReport, startedAt: number): void {
@@ -435,6 +489,7 @@ export class AdaptiveLimiter {
       this.#history[this.#historyHead] = entry;
       this.#historyHead = (this.#historyHead + 1) % HISTORY;
     }
+    if (this.#evidenceWaiters.size > 0) { for (const w of [...this.#evidenceWaiters]) w.check(); }
     if (r.kind === "network") return;
     // Rate: AIMD on pushback.
     const pushback = r.kind === "timeout" || r.status === 429 || r.status === 503;
@@ -599,6 +654,7 @@ export class AdaptiveLimiter {
     const waiters = [...this.#pauseWaiters];
     this.#pauseWaiters.clear();
     for (const w of waiters) w();
+    for (const w of [...this.#evidenceWaiters]) w.done();
     const err = new Error("Adaptive limiter is stopped");
     for (const w of this.#slotWaiters) {
       if (w.done) continue;

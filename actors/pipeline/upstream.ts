@@ -50,7 +50,7 @@
  * pauses every call (capped at `globalTimeoutMs`). When the record runs out of
  * retries or budget: after a pushback (429, or 503 with `Retry-After`) it
  * starts again with a fresh budget, never dead-lettered; after a failure while
- * the other records' calls fail too (`flow.judge` says `outage`) and with a
+ * the other records' calls fail too (`flow.judgeSoon` says `outage`) and with a
  * breaker of policy `pause`, the breaker is opened and the next attempt is
  * refused (`circuit_open`: the record waits for the breaker). Otherwise it
  * fails as above (a poison record).
@@ -95,7 +95,7 @@ export interface AttemptGuard {
 }
 
 /** The flow controller each attempt takes a permit from (`actors/pipeline/adaptive_limiter.ts`). */
-export type FlowControl = Pick<AdaptiveLimiter, "acquire" | "judge" | "pause">;
+export type FlowControl = Pick<AdaptiveLimiter, "acquire" | "judgeSoon" | "pause">;
 
 /** Options of {@link createUpstreamClient}; defaults match the config schema. */
 export interface UpstreamOptions {
@@ -496,13 +496,13 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
      * other records' calls fail too) the breaker opens and the record waits
      * with the others (policy `pause`). Null: the record fails.
      */
-    const hold = (): "again" | null => {
+    const hold = async (): Promise<"again" | null> => {
       if (!flow) return null;
       if (pushback) return "again";
-      if (
-        breaker?.policy === "pause" && breaker.open && roundFailureAt !== null &&
-        flow.judge(caller, roundFailureAt) === "outage"
-      ) {
+      if (breaker?.policy !== "pause" || !breaker.open || roundFailureAt === null) return null;
+      // Waiting for the other records' evidence is not delivery time.
+      budget.suspend();
+      if ((await flow.judgeSoon(caller, roundFailureAt, callerSignal)) === "outage") {
         outageHoldsTotal.inc();
         const now = performance.now();
         if (now - lastHoldLog > 5000) {
@@ -520,7 +520,7 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
       }
       return null;
     };
-    const globalTimedOut = (): DeliveryResult | "again" => {
+    const globalTimedOut = async (): Promise<DeliveryResult | "again"> => {
       out.timeouts++;
       out.timeoutType = "global";
       out.lastFailureAt = new Date();
@@ -528,7 +528,7 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
       roundFailureAt ??= performance.now();
       timeoutsTotal.inc({ timeout_type: "global" });
       errorsTotal.inc({ kind: "timeout" });
-      return hold() ?? failed("TIMEOUT_ERROR", (ctl.signal.reason as Error).message);
+      return (await hold()) ?? failed("TIMEOUT_ERROR", (ctl.signal.reason as Error).message);
     };
     try {
       for (let n = 0;; n++) {
@@ -583,7 +583,7 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
           return out;
         }
         if (a.kind === "aborted") {
-          if (ctl.signal.reason instanceof GlobalTimeout) return globalTimedOut();
+          if (ctl.signal.reason instanceof GlobalTimeout) return await globalTimedOut();
           throw ctl.signal.reason;
         }
         out.lastFailureAt = new Date();
@@ -626,7 +626,7 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
           upstreamRetryAfterTotal.inc({ action: "wait" });
         }
         if (n >= maxRetries) {
-          const held = hold();
+          const held = await hold();
           if (held) return held;
           const suffix = maxRetries === 0 ? "" : ` after ${out.retries} retries`;
           return failed(
@@ -648,7 +648,7 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
         try {
           await sleep(delay, ctl.signal);
         } catch {
-          if (ctl.signal.reason instanceof GlobalTimeout) return globalTimedOut();
+          if (ctl.signal.reason instanceof GlobalTimeout) return await globalTimedOut();
           throw ctl.signal.reason;
         }
         if (asked) budget.resume();

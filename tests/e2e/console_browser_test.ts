@@ -179,11 +179,18 @@ interface DlqItem {
 
 Deno.test("browser: the DLQ panel lists dead letters, opens one (payload, headers), replays that one, the list and the events follow; its trace id opens the audit timeline", async () => {
   await withConsole(async (proc, browser, errors) => {
-    await incident(proc);
+    // Dead letters: records failing while most others succeed (30 % of calls answered 503).
+    // An upstream failing every call is an outage: its records wait, none is dead-lettered.
     const list = async () => ((await proc.json("/dlq?limit=1000")) as { items: DlqItem[] }).items;
+    await put(proc, "/control/upstream", { errorRate: 0.3 });
     await waitFor(async () => (await list()).length >= 3, {
-      timeoutMs: 10_000,
-      message: "dead letters from the incident",
+      timeoutMs: 30_000,
+      message: "dead letters while 30 % of calls fail",
+    });
+    await put(proc, "/control/upstream", { errorRate: 0 });
+    await waitFor(async () => ((await proc.json("/status")) as Status).circuit === "closed", {
+      timeoutMs: 20_000,
+      message: "breaker closed",
     });
     const before = await list();
 

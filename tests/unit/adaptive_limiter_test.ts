@@ -276,6 +276,61 @@ Deno.test("AdaptiveLimiter.judge at an outage's start: one or two other calls si
   }
 });
 
+Deno.test("AdaptiveLimiter.judgeSoon waits (no call made) for 3 other calls since the record's first failure, at most waitMs; aborts with the signal", async () => {
+  const clock = new SimulatedClock();
+  const big = { ceiling: 100_000, burst: 100_000 };
+  const l = new AdaptiveLimiter({ ...big, clock, judge: { volume: 10, errorPercent: 50 } });
+  try {
+    for (let i = 0; i < 10; i++) call(l, clock, { kind: "ok" });
+    // An outage begins with this record; the others' failures are still on their way.
+    const me = {};
+    const since = clock.now();
+    for (let i = 0; i < 4; i++) call(l, clock, { kind: "http", status: 503 }, me, 40);
+    let verdict: string | undefined;
+    const judged = l.judgeSoon(me, since).then((v) => (verdict = v));
+    call(l, clock, { kind: "http", status: 503 });
+    call(l, clock, { kind: "http", status: 503 });
+    await Promise.resolve();
+    assert.equal(verdict, undefined, "still waiting with 2 calls");
+    call(l, clock, { kind: "http", status: 503 });
+    await judged;
+    assert.equal(verdict, "outage");
+
+    // Transient errors on a thin stream: the first other call failed, the next two succeeded.
+    const me2 = {};
+    clock.increment(1);
+    const since2 = clock.now();
+    for (let i = 0; i < 4; i++) call(l, clock, { kind: "http", status: 503 }, me2, 40);
+    const judged2 = l.judgeSoon(me2, since2);
+    call(l, clock, { kind: "http", status: 503 });
+    call(l, clock, { kind: "ok" });
+    call(l, clock, { kind: "ok" });
+    assert.equal(await judged2, "poison");
+
+    // Nobody else calls: after waitMs (2 s) the calls before decide.
+    const me3 = {};
+    for (let i = 0; i < 5; i++) call(l, clock, { kind: "ok" });
+    const since3 = clock.now();
+    for (let i = 0; i < 4; i++) call(l, clock, { kind: "http", status: 500 }, me3, 40);
+    let verdict3: string | undefined;
+    const judged3 = l.judgeSoon(me3, since3).then((v) => (verdict3 = v));
+    clock.increment(1999);
+    await Promise.resolve();
+    assert.equal(verdict3, undefined);
+    clock.increment(1);
+    await judged3;
+    assert.equal(verdict3, "poison");
+
+    // Aborted while waiting.
+    const ac = new AbortController();
+    const waiting = l.judgeSoon({}, clock.now(), ac.signal);
+    ac.abort(new Error("shutdown"));
+    await assert.rejects(waiting, /shutdown/);
+  } finally {
+    l.stop();
+  }
+});
+
 const enc = new TextEncoder();
 
 function record(offset: number): SourceRecord {
