@@ -332,13 +332,24 @@ export function rebalanceError(e: unknown): boolean {
 /** Groups whose first consumer got the hanging-commit test hook. */
 const hungGroups = new Set<string>();
 
-/** A consumer group member on kafkajs. */
-class KafkaGroupConsumer implements LogConsumer {
+/**
+ * A consumer group member on kafkajs (exported for its unit test; the
+ * adapter's `consumer()` creates it).
+ */
+export class KafkaGroupConsumer implements LogConsumer {
   private consumer: Consumer;
   private generation = 0;
   private assigned = new Set<string>();
   private running = false;
   private rebalancing = false;
+  /**
+   * Set by `stop()`/`disconnect()`: a crash after it is not restarted. Seen in
+   * a broker-restart test: the audit uploader's watchdog gave up on a consumer
+   * whose stop did not answer within its bound and started a new one; the old
+   * one crashed later, was restarted, and rejoined the group beside the new
+   * one, holding half the partitions with a handler that no longer ran.
+   */
+  private closed = false;
 
   /**
    * Test hook (`SLUICE_TEST_HANG_COMMITS=<group id>`): the first consumer of
@@ -376,6 +387,13 @@ class KafkaGroupConsumer implements LogConsumer {
         maxRetryTime: 5_000,
         // A broker outage outlasting the retries crashes the runner: start it again.
         restartOnFailure: (e: Error) => {
+          if (this.closed) {
+            log.info("stopped consumer crashed; not restarted", {
+              error: e.message,
+              group: groupId,
+            });
+            return Promise.resolve(false);
+          }
           log.warn("consumer crashed; restarting", { error: e.message, group: groupId });
           return Promise.resolve(true);
         },
@@ -490,11 +508,13 @@ class KafkaGroupConsumer implements LogConsumer {
 
   async stop(): Promise<void> {
     this.running = false;
+    this.closed = true;
     await this.consumer.stop();
   }
 
   async disconnect(): Promise<void> {
     this.running = false;
+    this.closed = true;
     await this.consumer.disconnect();
   }
 }
