@@ -35,6 +35,7 @@ const BURST_RULE = `must be an integer from 1 to ${MAX_BURST}`;
 const LOAD_RULE = `must be a number from 0 to ${MAX_LOAD_RATE} (records/s)`;
 const LATENCY_RULE = `must be a number from 0 to ${MAX_LATENCY_MS}`;
 const ERROR_RATE_RULE = "must be a number from 0 to 1";
+const ERROR_STATUS_RULE = "must be an integer from 500 to 599";
 const TOPIC_RULE = "must be a Kafka topic name";
 const TIME_RULE = `must be an ISO 8601 time or epoch milliseconds from 0 to ${MAX_TIME_MS}`;
 const REASON_RULE = `must be one of ${FAILURE_REASONS.join(", ")}`;
@@ -120,9 +121,12 @@ export const LoadBody = z.strictObject({
 export const UpstreamBody = z.strictObject({
   latencyMs: num(0, MAX_LATENCY_MS, LATENCY_RULE).optional(),
   errorRate: num(0, 1, ERROR_RATE_RULE).optional(),
+  errorStatus: int(500, 599, ERROR_STATUS_RULE).optional().describe(
+    "Status of the error answers; default 503 (records wait), 500 makes poison records",
+  ),
   hang: z.boolean({ error: "must be true or false" }).optional(),
 }).refine((v) => Object.values(v).some((x) => x !== undefined), {
-  error: "give at least one of latencyMs, errorRate, hang",
+  error: "give at least one of latencyMs, errorRate, errorStatus, hang",
   path: ["body"],
 });
 

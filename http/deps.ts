@@ -131,8 +131,10 @@ export interface LoadApi {
 export interface UpstreamSimSetting {
   /** Base latency of an answer, ms, >= 0. */
   latencyMs?: number;
-  /** Share of requests answered 503, 0..1. */
+  /** Share of requests answered `errorStatus`, 0..1. */
   errorRate?: number;
+  /** Status of those answers, 500..599 (the simulated upstream's default: 503). */
+  errorStatus?: number;
   /** True: requests get no answer until this is set back to false. */
   hang?: boolean;
 }

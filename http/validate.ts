@@ -79,12 +79,13 @@ export function parseLoad(body: Record<string, unknown>): { rate: number } {
   return parseWith(LoadBody, body);
 }
 
-/** Body of `PUT /control/upstream`: `{latencyMs? 0..600000, errorRate? 0..1, hang? boolean}`, at least one. */
+/** Body of `PUT /control/upstream`: `{latencyMs? 0..600000, errorRate? 0..1, errorStatus? 500..599, hang? boolean}`, at least one. */
 export function parseUpstreamSim(body: Record<string, unknown>): UpstreamSimSetting {
   const v = parseWith(UpstreamBody, body);
   const out: UpstreamSimSetting = {};
   if (v.latencyMs !== undefined) out.latencyMs = v.latencyMs;
   if (v.errorRate !== undefined) out.errorRate = v.errorRate;
+  if (v.errorStatus !== undefined) out.errorStatus = v.errorStatus;
   if (v.hang !== undefined) out.hang = v.hang;
   return out;
 }

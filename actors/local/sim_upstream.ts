@@ -1,7 +1,8 @@
 /**
  * The simulated upstream of local mode (README, Quick start): an HTTP server
  * on loopback that accepts the pipeline's POSTs and answers after a
- * configurable latency, with a configurable share of `503`s, or never (hang).
+ * configurable latency, with a configurable share of errors (`503` unless
+ * `errorStatus` says otherwise), or never (hang).
  * The behaviour changes at runtime, so a user can watch the circuit breaker
  * open and close; requests are counted per `Idempotency-Key`, so duplicate
  * deliveries are visible.
@@ -23,8 +24,14 @@ export interface SimBehaviour {
   latencyMs: number;
   /** Extra random latency, uniform in `[0, jitterMs)` (ms). */
   jitterMs: number;
-  /** Share of requests answered `503` (0..1). */
+  /** Share of requests answered `errorStatus` (0..1). */
   errorRate: number;
+  /**
+   * Status of those answers, 500..599; default 503 (unavailable: sluice holds
+   * the records); 500 makes a record that fails all its retries while others
+   * succeed a poison record, dead-lettered.
+   */
+  errorStatus: number;
   /** When true, requests get no answer until the behaviour changes or the upstream stops. */
   hang: boolean;
 }
@@ -35,8 +42,10 @@ export interface SimUpstreamOptions {
   latencyMs?: number;
   /** Random extra latency (ms); default 0. */
   jitterMs?: number;
-  /** Share of `503` answers (0..1); default 0. */
+  /** Share of error answers (0..1); default 0. */
   errorRate?: number;
+  /** Status of the error answers (500..599); default 503. */
+  errorStatus?: number;
   /** Start hanging; default false. */
   hang?: boolean;
   /** Listen address; default `127.0.0.1`. */
@@ -96,6 +105,12 @@ function checkBehaviour(b: Partial<SimBehaviour>): Partial<SimBehaviour> {
     }
     out.errorRate = b.errorRate;
   }
+  if (b.errorStatus !== undefined) {
+    if (!Number.isInteger(b.errorStatus) || b.errorStatus < 500 || b.errorStatus > 599) {
+      throw new RangeError("errorStatus: expected an integer from 500 to 599");
+    }
+    out.errorStatus = b.errorStatus;
+  }
   if (b.hang !== undefined) {
     if (typeof b.hang !== "boolean") throw new RangeError("hang: expected true or false");
     out.hang = b.hang;
@@ -112,6 +127,7 @@ export function startSimulatedUpstream(opts: SimUpstreamOptions = {}): Promise<S
     latencyMs: 20,
     jitterMs: 0,
     errorRate: 0,
+    errorStatus: 503,
     hang: false,
     ...checkBehaviour(opts),
   };
@@ -194,7 +210,7 @@ export function startSimulatedUpstream(opts: SimUpstreamOptions = {}): Promise<S
         return answer(503, { error: { code: "STOPPING", message: "simulated upstream stopping" } });
       }
       if (Math.random() < behaviour.errorRate) {
-        return answer(503, {
+        return answer(behaviour.errorStatus, {
           error: { code: "SIMULATED_ERROR", message: "simulated upstream error" },
         });
       }

@@ -52,8 +52,10 @@
  * starts again with a fresh budget, never dead-lettered; after a failure while
  * the other records' calls fail too (`flow.judgeSoon` says `outage`) and with a
  * breaker of policy `pause`, the breaker is opened and the next attempt is
- * refused (`circuit_open`: the record waits for the breaker). Otherwise it
- * fails as above (a poison record).
+ * refused (`circuit_open`: the record waits for the breaker); after a 503, a
+ * refused connection or a connect timeout (the upstream's state, not the
+ * record's) it starts again too, with the same breaker policy, whatever the
+ * evidence. Otherwise it fails as above (a poison record).
  *
  * **Cancellation.** When `signal` aborts (drain deadline, shutdown), the
  * request in flight is aborted and `deliver` rejects with the signal's
@@ -483,6 +485,8 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
     // Clock time of this round's first failure (flow control's judgement).
     let roundFailureAt: number | null = null;
     let pushback = false;
+    // The last failure says the upstream is unavailable (503, connection refused, connect timeout).
+    let unavailable = false;
 
     const failed = (reason: FailureReason, message: string): DeliveryResult => {
       out.outcome = reason === "CIRCUIT_OPEN" ? "circuit_open" : "failed";
@@ -502,7 +506,12 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
       if (breaker?.policy !== "pause" || !breaker.open || roundFailureAt === null) return null;
       // Waiting for the other records' evidence is not delivery time.
       budget.suspend();
-      if ((await flow.judgeSoon(caller, roundFailureAt, callerSignal)) === "outage") {
+      const outage = (await flow.judgeSoon(caller, roundFailureAt, callerSignal)) === "outage";
+      // A 503, a refused connection or a connect timeout is the upstream's state, never the
+      // record's fault: such a record starts again even when the evidence is thin. With
+      // ordering `partition` a record in its retries holds the next fetch of every partition
+      // (kafkajs fetches per broker), so at an outage's start the others may make no call.
+      if (outage || unavailable) {
         outageHoldsTotal.inc();
         const now = performance.now();
         if (now - lastHoldLog > 5000) {
@@ -515,7 +524,7 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
             },
           );
         }
-        breaker.open();
+        if (outage) breaker.open();
         return "again";
       }
       return null;
@@ -592,6 +601,9 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
         let describe: string;
         let retryAfterMs: number | null = null;
         pushback = false;
+        unavailable = (a.kind === "http" && a.status === 503) ||
+          (a.kind === "timeout" && a.type === "connect") ||
+          (a.kind === "network" && a.detail.startsWith("ECONNREFUSED"));
         if (a.kind === "http") {
           out.status = a.status;
           errorsTotal.inc({ kind: a.status >= 500 ? "http_5xx" : "http_4xx" });

@@ -107,7 +107,7 @@ export const upstreamRetryAfterTotal = new client.Counter({
 export const outageHoldsTotal = new client.Counter({
   name: "upstream_outage_holds_total",
   help:
-    "Records that ran out of retries during an upstream outage and were held, not dead-lettered",
+    "Records that ran out of retries during an upstream outage (or on a 503, a refused connection, a connect timeout) and were held, not dead-lettered",
   registers: r,
 });
 export const auditWritesTotal = new client.Counter({

@@ -179,10 +179,11 @@ interface DlqItem {
 
 Deno.test("browser: the DLQ panel lists dead letters, opens one (payload, headers), replays that one, the list and the events follow; its trace id opens the audit timeline", async () => {
   await withConsole(async (proc, browser, errors) => {
-    // Dead letters: records failing while most others succeed (30 % of calls answered 503).
-    // An upstream failing every call is an outage: its records wait, none is dead-lettered.
+    // Dead letters: records failing while most others succeed (30 % of calls answered 500).
+    // A 503 says "unavailable", and an upstream failing every call is an outage: such records
+    // wait, none is dead-lettered.
     const list = async () => ((await proc.json("/dlq?limit=1000")) as { items: DlqItem[] }).items;
-    await put(proc, "/control/upstream", { errorRate: 0.3 });
+    await put(proc, "/control/upstream", { errorRate: 0.3, errorStatus: 500 });
     await waitFor(async () => (await list()).length >= 3, {
       timeoutMs: 30_000,
       message: "dead letters while 30 % of calls fail",
@@ -203,7 +204,7 @@ Deno.test("browser: the DLQ panel lists dead letters, opens one (payload, header
       has: page.locator("td.delivered.no"),
     }).first();
     const id = (await row.getAttribute("data-id"))!;
-    assert.match(await row.innerText(), /PROCESSING_ERROR[\s\S]*Upstream answered 503/);
+    assert.match(await row.innerText(), /PROCESSING_ERROR[\s\S]*Upstream answered 500/);
 
     // Open it: payload and headers, bounded.
     await row.locator("button.open").click();

@@ -423,6 +423,61 @@ Deno.test("upstream with flow control: a Retry-After above SLUICE_RETRY_MAX_MS p
   }
 });
 
+/**
+ * Seen on the real parts (ordering `partition`, one broker): at an outage's
+ * start a record in its retries holds the next fetch of every partition, so
+ * no other record makes a call and the evidence is empty; the record was
+ * dead-lettered for a 503. A 503 (or a refused connection) is the upstream's
+ * state: the record starts again. A lone record answered 500 is poison.
+ */
+Deno.test("upstream with flow control: a lone record answered 503 past its retries starts again (no evidence needed), one answered 500 is dead-lettered", async () => {
+  let calls503 = 0;
+  const s = stub((req) => {
+    if (req.headers.get("idempotency-key") === "orders/0/500") {
+      return new Response("bad", { status: 500 });
+    }
+    return ++calls503 <= 6 ? new Response("down", { status: 503 }) : new Response("ok");
+  });
+  const breaker = createCircuitBreaker({
+    policy: "pause",
+    volumeThreshold: 1000,
+    errorThresholdPercentage: 50,
+    id: "test-breaker-lone",
+  });
+  const flow = new AdaptiveLimiter({
+    ceiling: 0,
+    judge: { volume: 10, errorPercent: 50, waitMs: 50 },
+  });
+  const client = createUpstreamClient({ url: s.url, ...fast, maxRetries: 2, breaker, flow });
+  try {
+    // Earlier successes (of other records) are all the evidence there is.
+    calls503 = 100;
+    for (let i = 0; i < 5; i++) {
+      const r = record(i + 40);
+      assert.equal((await client.deliver(envelopeOf(r), r)).outcome, "delivered");
+    }
+    calls503 = 0;
+    const r = record(1);
+    const res = await client.deliver(envelopeOf(r), r);
+    assert.equal(res.outcome, "delivered", JSON.stringify(res));
+    assert.equal(res.attempts, 7, "two rounds of 3 attempts answered 503, then delivered");
+    assert.equal(breaker.state, "closed", "thin evidence: the breaker is left to its own counts");
+    for (let i = 0; i < 10; i++) {
+      const ok = record(i + 60);
+      assert.equal((await client.deliver(envelopeOf(ok), ok)).outcome, "delivered");
+    }
+    const poison = record(500);
+    const bad = await client.deliver(envelopeOf(poison), poison);
+    assert.equal(bad.outcome, "failed");
+    assert.match(bad.message!, /500 Internal Server Error after 2 retries/);
+  } finally {
+    breaker.stop();
+    flow.stop();
+    await client.close();
+    await s.close();
+  }
+});
+
 Deno.test("upstream with flow control: an outage opens the breaker (policy pause) instead of dead-lettering; a poison record is dead-lettered", async () => {
   let down = true;
   const s = stub((req) => {

@@ -64,12 +64,24 @@ Deno.test("simulatedUpstream answers 503 at its error rate, changeable at runtim
       method: "PUT",
       body: JSON.stringify({ latencyMs: 5, errorRate: 0 }),
     });
-    assert.deepEqual(await res.json(), { latencyMs: 5, jitterMs: 0, errorRate: 0, hang: false });
+    assert.deepEqual(await res.json(), {
+      latencyMs: 5,
+      jitterMs: 0,
+      errorRate: 0,
+      errorStatus: 503,
+      hang: false,
+    });
+    // The error answers' status: 500 makes poison records (503 says "unavailable").
+    up.setBehaviour({ errorRate: 1, errorStatus: 500 });
+    assert.equal(await post(up.url, "s500"), 500);
+    assert.throws(() => up.setBehaviour({ errorStatus: 404 }), /errorStatus/);
+    assert.throws(() => up.setBehaviour({ errorStatus: 500.5 }), /errorStatus/);
+    up.setBehaviour({ errorRate: 0 });
     const bad = await fetch(`${up.url}_sim/behaviour`, { method: "PUT", body: '{"hang":1}' });
     assert.equal(bad.status, 400);
     await bad.body?.cancel();
     const stats = await (await fetch(`${up.url}_sim/stats`)).json();
-    assert.equal(stats.requests, 410);
+    assert.equal(stats.requests, 411);
   } finally {
     await up.stop();
   }

@@ -48,6 +48,7 @@ Deno.test("runtime-settable numbers out of range answer 422 naming the allowed r
     [put("/control/rate", { rate: 5, burst: 1e12 }), /burst.*from 1 to 1000000/],
     [put("/control/upstream", { latencyMs: 1e308 }), /latencyMs.*0 to 600000/],
     [put("/control/upstream", { errorRate: 2 }), /errorRate.*0 to 1/],
+    [put("/control/upstream", { errorStatus: 200 }), /errorStatus.*500 to 599/],
     [[
       "/control/replay",
       {
