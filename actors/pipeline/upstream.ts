@@ -498,7 +498,9 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
      * Flow control, when the record ran out of retries or budget: a record
      * pushed back (429, Retry-After) starts again; during an outage (the
      * other records' calls fail too) the breaker opens and the record waits
-     * with the others (policy `pause`). Null: the record fails.
+     * with the others (policy `pause`); after a 503, a refused connection or
+     * a connect timeout it starts again (policy `pause`). Null: the record
+     * fails.
      */
     const hold = async (): Promise<"again" | null> => {
       if (!flow) return null;
