@@ -858,10 +858,11 @@ async function metricsRenderMs(
     return { render: percentile(renders, 50), roundTrip: percentile(trips, 50) };
   };
   const busy = await sample();
-  await waitFor(async () => {
-    const text = await (await fetch(`${s.url}/metrics`)).text();
-    return metricFrom(text, "audit_backlog_depth") === 0;
-  }, { timeoutMs: 120_000, intervalMs: 500, message: "audit_backlog_depth 0 after the run" });
+  await waitFor(async () => (await s.metric("audit_backlog_depth")) === 0, {
+    timeoutMs: 120_000,
+    intervalMs: 500,
+    message: "audit_backlog_depth 0 after the run",
+  });
   const rest = await sample();
   return { ...rest, busy: busy.render, busyRoundTrip: busy.roundTrip };
 }
