@@ -10,16 +10,24 @@ import { logger } from "../actors/runtime/logger.ts";
 import { readJsonObject } from "./body.ts";
 import type { AppDeps } from "./deps.ts";
 import { HttpError } from "./errors.ts";
-import {
-  parseDlqBulk,
-  parseDlqQuery,
-  parseLoad,
-  parseRate,
-  parseReplay,
-  parseUpstreamSim,
-} from "./validate.ts";
+import type * as Validate from "./validate.ts";
 
 const log = logger("http");
+
+let validateModule: Promise<typeof Validate> | undefined;
+
+/**
+ * The body and query validation (zod and the contract's schemas, about 4 MB
+ * of heap), loaded at the first control or DLQ request rather than at start:
+ * an instance nobody drives never holds it (README, Benchmarks). A failed
+ * load is not kept, so the next request tries again.
+ */
+function validation(): Promise<typeof Validate> {
+  return validateModule ??= import("./validate.ts").catch((e) => {
+    validateModule = undefined;
+    throw e;
+  });
+}
 
 function unavailable(what: string): HttpError {
   return new HttpError(404, "not_available", `Not available in this instance: ${what}`);
@@ -48,24 +56,24 @@ export function controlRoutes(app: Hono, deps: AppDeps): void {
   });
 
   app.put("/control/rate", async (c) => {
-    const setting = parseRate(await readJsonObject(c));
+    const setting = (await validation()).parseRate(await readJsonObject(c));
     return c.json({ ok: true, rate: await control.setRate(setting) });
   });
 
   app.put("/control/load", async (c) => {
-    const setting = parseLoad(await readJsonObject(c));
+    const setting = (await validation()).parseLoad(await readJsonObject(c));
     if (!deps.load) throw unavailable("load generator (local mode only)");
     return c.json({ ok: true, load: await deps.load.setRate(setting) });
   });
 
   app.put("/control/upstream", async (c) => {
-    const change = parseUpstreamSim(await readJsonObject(c));
+    const change = (await validation()).parseUpstreamSim(await readJsonObject(c));
     if (!deps.upstreamSim) throw unavailable("simulated upstream (local mode only)");
     return c.json({ ok: true, upstream: await deps.upstreamSim.set(change) });
   });
 
   app.post("/control/replay", async (c) => {
-    const req = parseReplay(await readJsonObject(c));
+    const req = (await validation()).parseReplay(await readJsonObject(c));
     if (!deps.replay) throw unavailable("replay");
     const started = await deps.replay.start(req);
     if (started.status === "conflict") {
@@ -96,13 +104,13 @@ export function controlRoutes(app: Hono, deps: AppDeps): void {
   });
 
   app.get("/dlq", async (c) => {
-    const query = parseDlqQuery(c.req.query());
+    const query = (await validation()).parseDlqQuery(c.req.query());
     if (!deps.dlq) throw unavailable("dead-letter store");
     return c.json(await deps.dlq.list(query));
   });
 
   app.post("/dlq/replay", async (c) => {
-    const req = parseDlqBulk(await readJsonObject(c));
+    const req = (await validation()).parseDlqBulk(await readJsonObject(c));
     if (!deps.dlq?.replayBulk) throw unavailable("dead-letter bulk replay");
     const started = await deps.dlq.replayBulk(req);
     if (started.status === "conflict") {

@@ -8,7 +8,6 @@
  */
 import type { Context, Hono } from "hono";
 import { checkOrigin } from "./auth.ts";
-import { openApiDocument } from "./contract.ts";
 import type { AppDeps, ReadyReport } from "./deps.ts";
 import { DASHBOARD_PAGE, DashboardSampler } from "./dashboard_page.ts";
 import { HttpError } from "./errors.ts";
@@ -106,12 +105,20 @@ export function observeRoutes(
 
   app.get("/health/live", (c) => c.json({ live: true }));
 
-  const openApi = JSON.stringify(openApiDocument());
-  app.get("/openapi.json", (c) =>
-    c.body(openApi, 200, {
+  // Built at the first request: the contract's zod schemas load only when
+  // someone reads the document or drives the instance (README, Benchmarks).
+  let openApi: Promise<string> | undefined;
+  app.get("/openapi.json", async (c) => {
+    openApi ??= import("./contract.ts").then((m) => JSON.stringify(m.openApiDocument()))
+      .catch((e) => {
+        openApi = undefined;
+        throw e;
+      });
+    return c.body(await openApi, 200, {
       "content-type": "application/json; charset=utf-8",
       "cache-control": "no-store",
-    }));
+    });
+  });
 
   app.get("/health/ready", (c) => {
     const report = safeReady(deps);

@@ -117,6 +117,27 @@ export async function takeHeapSnapshot(hostPort: string, path: string): Promise<
   }
 }
 
+/**
+ * URLs of every script the process behind the inspector at `hostPort` has
+ * loaded so far (`Debugger.enable` reports each one already parsed).
+ */
+export async function loadedScripts(hostPort: string): Promise<string[]> {
+  const urls: string[] = [];
+  const session = await inspectorSession(hostPort, (msg) => {
+    if (msg.method === "Debugger.scriptParsed") {
+      urls.push((msg.params as { url: string }).url);
+    }
+  });
+  try {
+    // The replayed scriptParsed events all come before the command's answer.
+    await session.send("Debugger.enable");
+    await session.send("Debugger.disable");
+  } finally {
+    session.close();
+  }
+  return urls;
+}
+
 /** Sends CDP commands over one inspector connection; `events` sees every event. */
 async function inspectorSession(hostPort: string, events: (msg: Record<string, unknown>) => void) {
   const targets = await (await fetch(`http://${hostPort}/json/list`)).json() as {

@@ -1,0 +1,64 @@
+/**
+ * What a running sluice holds in memory is what it uses (README, Benchmarks:
+ * "Memory"): an idle local-mode instance has not loaded the packages of parts
+ * that are not configured (Kafka clients, the S3 SDK, OpenTelemetry's SDK,
+ * Ajv) nor the request validation (zod and the contract's schemas), which
+ * loads at the first control request and then answers as before. Read from
+ * the process itself through V8's inspector (the scripts it has parsed).
+ */
+import assert from "node:assert/strict";
+import { loadedScripts } from "../bench/profile.ts";
+import { freePort } from "../harness/procs.ts";
+import { startSluiceProcess, withSluice } from "../harness/sluice_process.ts";
+
+/** npm packages an unconfigured (local-mode) instance must not load at start. */
+const NOT_AT_START = [
+  "kafkajs",
+  "@platformatic/kafka",
+  "@aws-sdk/client-s3",
+  "@opentelemetry/sdk-trace",
+  "@opentelemetry/exporter-trace-otlp-proto",
+  "ajv",
+  "zod",
+];
+
+const packages = (urls: string[]) =>
+  new Set(
+    urls.flatMap((u) => {
+      const m = /\/registry\.npmjs\.org\/((?:@[^/]+\/)?[^/@]+)\//.exec(u);
+      return m ? [m[1]] : [];
+    }),
+  );
+
+Deno.test("local mode loads no package of an unconfigured part; zod loads at the first control request", async () => {
+  const inspect = freePort();
+  const s = await startSluiceProcess({ env: {}, denoArgs: [`--inspect=127.0.0.1:${inspect}`] });
+  await withSluice(s, async () => {
+    const atStart = packages(await loadedScripts(`127.0.0.1:${inspect}`));
+    assert.ok(atStart.has("hono") && atStart.has("undici"), `loaded: ${[...atStart].join(", ")}`);
+    for (const name of NOT_AT_START) {
+      assert.ok(!atStart.has(name), `${name} loaded at start (loaded: ${[...atStart].join(", ")})`);
+    }
+
+    // The first control request loads the validation and is judged by it.
+    const bad = await fetch(`${s.url}/control/rate`, {
+      method: "PUT",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ rate: -1 }),
+    });
+    const body = await bad.json() as { error: { code: string; message: string } };
+    assert.equal(bad.status, 422);
+    assert.equal(body.error.code, "validation_error");
+    assert.match(body.error.message, /^Invalid rate: /);
+    const ok = await s.json("/control/rate", {
+      method: "PUT",
+      body: JSON.stringify({ rate: 50, burst: 10 }),
+    }) as { ok: boolean; rate: { rate: number } };
+    assert.equal(ok.ok, true);
+    assert.equal(ok.rate.rate, 50);
+    assert.ok(packages(await loadedScripts(`127.0.0.1:${inspect}`)).has("zod"));
+
+    const doc = await (await fetch(`${s.url}/openapi.json`)).json() as { openapi: string };
+    assert.match(doc.openapi, /^3\./);
+  });
+});
