@@ -2,8 +2,9 @@
  * What a running sluice holds in memory is what it uses (README, Benchmarks:
  * "Memory"): an idle local-mode instance has not loaded the packages of parts
  * that are not configured (Kafka clients, the S3 SDK, OpenTelemetry's SDK,
- * Ajv) nor the request validation (zod and the contract's schemas), which
- * loads at the first control request and then answers as before. Read from
+ * Ajv), nor the parts of undici the upstream client does not use, nor the
+ * request validation (zod and the contract's schemas), which loads at the
+ * first control request and then answers as before. Read from
  * the process itself through V8's inspector (the scripts it has parsed).
  */
 import assert from "node:assert/strict";
@@ -34,11 +35,18 @@ Deno.test("local mode loads no package of an unconfigured part; zod loads at the
   const inspect = freePort();
   const s = await startSluiceProcess({ env: {}, denoArgs: [`--inspect=127.0.0.1:${inspect}`] });
   await withSluice(s, async () => {
-    const atStart = packages(await loadedScripts(`127.0.0.1:${inspect}`));
+    const scripts = await loadedScripts(`127.0.0.1:${inspect}`);
+    const atStart = packages(scripts);
     assert.ok(atStart.has("hono") && atStart.has("undici"), `loaded: ${[...atStart].join(", ")}`);
     for (const name of NOT_AT_START) {
       assert.ok(!atStart.has(name), `${name} loaded at start (loaded: ${[...atStart].join(", ")})`);
     }
+    // Of undici, the upstream client's Pool only: not its fetch, WebSocket,
+    // mock agents or cache stores (what its index loads).
+    const undiciExtras = scripts.filter((u) =>
+      /\/undici\/[^/]+\/(index\.js|lib\/(web|mock|cache|interceptor)\/)/.test(u)
+    );
+    assert.deepEqual(undiciExtras, [], "undici modules the upstream client does not use");
 
     // The first control request loads the validation and is judged by it.
     const bad = await fetch(`${s.url}/control/rate`, {
