@@ -65,6 +65,12 @@ Deno.test("deno task bundle builds dist/sluice.js, which runs alone with an empt
     .map((m) => m[1]);
   assert.ok(imports.length > 0, "the bundle imports node: built-ins");
   assert.deepEqual(imports.filter((s) => !s.startsWith("node:")), [], "npm/jsr/https imports left");
+  // One character above U+00FF makes V8 keep the whole 7 MB source two bytes
+  // per character (README: Single file and binary).
+  const wide = [...bundle.matchAll(/[\u0100-\uffff]/g)].map((m) =>
+    JSON.stringify(bundle.slice(Math.max(0, m.index - 40), m.index + 10))
+  );
+  assert.deepEqual(wide, [], "characters above U+00FF in the bundle");
 
   const box = await sandbox();
   try {

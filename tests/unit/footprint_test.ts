@@ -1,8 +1,9 @@
 /**
  * Unit tests of the footprint work (README, Benchmarks): the deadline queue
  * and shared abort links of the record path (`actors/pipeline/deadlines.ts`), the
- * fetch sizes of the memory budget (`actors/log/memory_budget.ts`) and the
- * runtime metrics (`actors/runtime/runtime_metrics.ts`).
+ * fetch sizes of the memory budget (`actors/log/memory_budget.ts`), the
+ * runtime metrics (`actors/runtime/runtime_metrics.ts`) and the bundle's
+ * Latin-1 pass (`compose/bundle.ts`).
  *
  * @module
  */
@@ -13,6 +14,7 @@ import client from "prom-client";
 import { registry } from "../../actors/runtime/metrics.ts";
 import { registerRuntimeMetrics } from "../../actors/runtime/runtime_metrics.ts";
 import { waitFor } from "../harness/procs.ts";
+import { latin1Comments } from "../../compose/bundle.ts";
 
 /** The harness's `waitFor`, with this file's argument order. */
 async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
@@ -156,4 +158,27 @@ Deno.test("the ./sluice launcher runs Deno with the V8 flags of `deno task start
   const exec = launcher.split("\n").find((l) => l.startsWith('exec "$deno_bin" run'));
   assert.ok(exec, "the launcher's exec line");
   assert.deepEqual(exec.match(/--v8-flags=\S+/g), flags);
+});
+
+Deno.test("bundle: characters above U+00FF in comments become \\uXXXX; elsewhere they stay and are reported", () => {
+  const source = [
+    "/** topic \u2192 partition */",
+    "  // dead \u2014 fenced",
+    "   * an actor\u2019s snapshot, \u{1F600}",
+    'const label = "a \u2192 b";',
+  ].join("\n");
+  const { text, escaped, left } = latin1Comments(source);
+  assert.equal(escaped, 5); // the emoji is two UTF-16 code units
+  assert.equal(
+    text,
+    [
+      "/** topic \\u2192 partition */",
+      "  // dead \\u2014 fenced",
+      "   * an actor\\u2019s snapshot, \\ud83d\\ude00",
+      'const label = "a \u2192 b";',
+    ].join("\n"),
+  );
+  assert.equal(left.length, 1);
+  assert.match(left[0], /const label/);
+  assert.equal(JSON.parse('"\\u2192"'), "\u2192"); // what the escape reads as, in a string
 });
