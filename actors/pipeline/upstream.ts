@@ -69,19 +69,12 @@
  */
 import type { Dispatcher, errors as UndiciErrors, Pool as UndiciPool } from "undici";
 // Only the parts of undici used here: its index also loads fetch, WebSocket,
-// EventSource, the mock agents and the cache stores (about 2.6 MB more heap in
-// every instance; README, Benchmarks). `tests/e2e/lazy_modules_test.ts` checks it.
+// EventSource, the mock agents and the cache stores (7.5 MB of heap loaded alone,
+// 4.8 MB for these three; README, Benchmarks). `tests/e2e/lazy_modules_test.ts`
+// checks it.
 import undiciPool from "undici/lib/dispatcher/pool.js";
 import undiciErrors from "undici/lib/core/errors.js";
 import undiciRequest from "undici/lib/api/api-request.js";
-
-const Pool = undiciPool as unknown as typeof UndiciPool;
-const errors = undiciErrors as unknown as typeof UndiciErrors;
-/** undici's `Dispatcher.prototype.request` (its index adds it to every dispatcher). */
-const request = undiciRequest as unknown as (
-  this: Dispatcher,
-  options: Dispatcher.RequestOptions,
-) => Promise<Dispatcher.ResponseData>;
 import type { AdaptiveLimiter, CallReport, Permit } from "./adaptive_limiter.ts";
 import type { FailureReason } from "../audit/event.ts";
 import { CircuitOpenError } from "./circuit_breaker.ts";
@@ -100,6 +93,14 @@ import {
   upstreamRetryAfterTotal,
 } from "../runtime/metrics.ts";
 import type { SourceRecord, TimeoutType } from "../record/record.ts";
+
+const Pool = undiciPool as unknown as typeof UndiciPool;
+const errors = undiciErrors as unknown as typeof UndiciErrors;
+/** undici's `Dispatcher.prototype.request` (its index adds it to every dispatcher). */
+const request = undiciRequest as unknown as (
+  this: Dispatcher,
+  options: Dispatcher.RequestOptions,
+) => Promise<Dispatcher.ResponseData>;
 
 /** Runs an attempt, possibly refusing it; implemented by the circuit breaker. */
 export interface AttemptGuard {
