@@ -13,9 +13,9 @@ import {
   type Permit,
 } from "../../actors/pipeline/adaptive_limiter.ts";
 import { createCircuitBreaker } from "../../actors/pipeline/circuit_breaker.ts";
-import { parseEnvelope } from "../../actors/record/envelope.ts";
 import type { SourceRecord } from "../../actors/record/record.ts";
 import { createUpstreamClient } from "../../actors/pipeline/upstream.ts";
+import { envelopeOf, loopbackUpstream } from "../harness/loopback_upstream.ts";
 
 function take(l: AdaptiveLimiter): Permit {
   const p = l.acquire();
@@ -349,36 +349,12 @@ function record(offset: number): SourceRecord {
   };
 }
 
-function envelopeOf(r: SourceRecord) {
-  const e = parseEnvelope(r);
-  if (!e.ok) throw new Error(e.message);
-  return e.envelope;
-}
-
-function stub(handler: (req: Request) => Response | Promise<Response>) {
-  const ac = new AbortController();
-  const server = Deno.serve(
-    { hostname: "127.0.0.1", port: 0, signal: ac.signal, onListen() {} },
-    async (req) => {
-      await req.text();
-      return await handler(req);
-    },
-  );
-  return {
-    url: `http://127.0.0.1:${server.addr.port}/ingest`,
-    async close() {
-      ac.abort();
-      await server.finished;
-    },
-  };
-}
-
 const fast = { retryBaseMs: 1, retryMaxMs: 200, random: () => 0.5 };
 
 Deno.test("upstream with flow control: a record answered 429 past its retries is retried, never dead-lettered, and waits Retry-After", async () => {
   let n = 0;
   const times: number[] = [];
-  const s = stub(() => {
+  const s = loopbackUpstream(() => {
     times.push(performance.now());
     return ++n <= 5
       ? new Response("slow down", { status: 429, headers: { "retry-after": "0" } })
@@ -401,7 +377,7 @@ Deno.test("upstream with flow control: a record answered 429 past its retries is
 
 Deno.test("upstream with flow control: a Retry-After above SLUICE_RETRY_MAX_MS pauses every call that long", async () => {
   const times: number[] = [];
-  const s = stub(() => {
+  const s = loopbackUpstream(() => {
     times.push(performance.now());
     return times.length === 1
       ? new Response("maintenance", { status: 503, headers: { "retry-after": "1" } })
@@ -432,7 +408,7 @@ Deno.test("upstream with flow control: a Retry-After above SLUICE_RETRY_MAX_MS p
  */
 Deno.test("upstream with flow control: a lone record answered 503 past its retries starts again (no evidence needed), one answered 500 is dead-lettered", async () => {
   let calls503 = 0;
-  const s = stub((req) => {
+  const s = loopbackUpstream((req) => {
     if (req.headers.get("idempotency-key") === "orders/0/500") {
       return new Response("bad", { status: 500 });
     }
@@ -480,7 +456,7 @@ Deno.test("upstream with flow control: a lone record answered 503 past its retri
 
 Deno.test("upstream with flow control: an outage opens the breaker (policy pause) instead of dead-lettering; a poison record is dead-lettered", async () => {
   let down = true;
-  const s = stub((req) => {
+  const s = loopbackUpstream((req) => {
     const key = req.headers.get("idempotency-key");
     if (key === "orders/0/99") return new Response("bad", { status: 500 });
     return down ? new Response("down", { status: 503 }) : new Response("ok");

@@ -5,7 +5,6 @@
  */
 import assert from "node:assert/strict";
 import { createCircuitBreaker } from "../../actors/pipeline/circuit_breaker.ts";
-import { parseEnvelope } from "../../actors/record/envelope.ts";
 import { registry } from "../../actors/runtime/metrics.ts";
 import type { SourceRecord } from "../../actors/record/record.ts";
 import {
@@ -17,6 +16,7 @@ import {
 import { createProcessor } from "../../actors/pipeline/processor.ts";
 import type { AuditEvent } from "../../actors/audit/event.ts";
 import type { DeadLetter } from "../../actors/record/dead_letter.ts";
+import { envelopeOf, loopbackUpstream } from "../harness/loopback_upstream.ts";
 
 const enc = new TextEncoder();
 
@@ -36,48 +36,6 @@ function record(offset = 1, headers: Record<string, string> = {}): SourceRecord 
   };
 }
 
-function envelopeOf(r: SourceRecord) {
-  const e = parseEnvelope(r);
-  if (!e.ok) throw new Error(e.message);
-  return e.envelope;
-}
-
-type Handler = (req: Request, body: string) => Response | Promise<Response>;
-
-/** A loopback stub whose behaviour the test swaps; hanging handlers are released on close. */
-function stub(initial: Handler) {
-  let handler = initial;
-  const ac = new AbortController();
-  let release!: () => void;
-  const released = new Promise<void>((r) => release = r);
-  const seen: { headers: Headers; body: string }[] = [];
-  const server = Deno.serve(
-    { hostname: "127.0.0.1", port: 0, signal: ac.signal, onListen() {} },
-    async (req) => {
-      const body = await req.text();
-      seen.push({ headers: req.headers, body });
-      return await handler(req, body);
-    },
-  );
-  return {
-    url: `http://127.0.0.1:${server.addr.port}/ingest`,
-    seen,
-    set(h: Handler) {
-      handler = h;
-    },
-    /** A handler that never answers (until close). */
-    hang: async () => {
-      await released;
-      return new Response("late");
-    },
-    async close() {
-      release();
-      ac.abort();
-      await server.finished;
-    },
-  };
-}
-
 async function counter(name: string, labels: Record<string, string> = {}): Promise<number> {
   const m = await registry.getSingleMetric(name)!.get();
   let sum = 0;
@@ -92,7 +50,7 @@ async function counter(name: string, labels: Record<string, string> = {}): Promi
 const fast: Partial<UpstreamOptions> = { retryBaseMs: 1, retryMaxMs: 5, random: () => 0.5 };
 
 Deno.test("upstream delivers on 2xx with the idempotency, trace and request id headers", async () => {
-  const s = stub(() => new Response(null, { status: 204 }));
+  const s = loopbackUpstream(() => new Response(null, { status: 204 }));
   const client = createUpstreamClient({ url: s.url, ...fast });
   try {
     const r = record(3, { traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01" });
@@ -115,7 +73,7 @@ Deno.test("upstream delivers on 2xx with the idempotency, trace and request id h
 });
 
 Deno.test("upstream does not retry a 400 and names the status in the message", async () => {
-  const s = stub(() => new Response("bad", { status: 400 }));
+  const s = loopbackUpstream(() => new Response("bad", { status: 400 }));
   const client = createUpstreamClient({ url: s.url, ...fast });
   try {
     const before = await counter("errors_total", { kind: "http_4xx" });
@@ -134,7 +92,9 @@ Deno.test("upstream does not retry a 400 and names the status in the message", a
 
 Deno.test("upstream retries a 503 then delivers on 200, counting the retry", async () => {
   let n = 0;
-  const s = stub(() => n++ === 0 ? new Response("busy", { status: 503 }) : new Response("ok"));
+  const s = loopbackUpstream(() =>
+    n++ === 0 ? new Response("busy", { status: 503 }) : new Response("ok")
+  );
   const client = createUpstreamClient({ url: s.url, ...fast });
   try {
     const before = await counter("retries_total");
@@ -154,7 +114,7 @@ Deno.test("upstream retries 429 with Retry-After, capped at retryMaxMs, then giv
   assert.equal(parseRetryAfter("3"), 3000);
   assert.equal(parseRetryAfter(new Date(Date.now() + 60_000).toUTCString())! > 50_000, true);
   assert.equal(parseRetryAfter("soon"), null);
-  const s = stub(() =>
+  const s = loopbackUpstream(() =>
     new Response("slow down", { status: 429, headers: { "retry-after": "120" } })
   );
   const client = createUpstreamClient({
@@ -177,7 +137,7 @@ Deno.test("upstream retries 429 with Retry-After, capped at retryMaxMs, then giv
 });
 
 Deno.test("upstream read timeout on a hanging upstream ends in TIMEOUT_ERROR after the retries", async () => {
-  const s = stub(() => new Response());
+  const s = loopbackUpstream(() => new Response());
   s.set(s.hang);
   const client = createUpstreamClient({ url: s.url, readTimeoutMs: 100, maxRetries: 2, ...fast });
   try {
@@ -199,7 +159,7 @@ Deno.test("upstream read timeout on a hanging upstream ends in TIMEOUT_ERROR aft
 Deno.test("upstream read timeout also covers a response body that stalls", async () => {
   let release!: () => void;
   const gate = new Promise<void>((r) => release = r);
-  const s = stub(() =>
+  const s = loopbackUpstream(() =>
     new Response(
       new ReadableStream({
         async start(c) {
@@ -225,7 +185,7 @@ Deno.test("upstream read timeout also covers a response body that stalls", async
 
 Deno.test("upstream delivers on a 2xx whose body is larger than the 64 KiB it reads", async () => {
   const big = "x".repeat(300 * 1024);
-  const s = stub(() => new Response(big));
+  const s = loopbackUpstream(() => new Response(big));
   const client = createUpstreamClient({ url: s.url, maxRetries: 0, ...fast });
   try {
     for (let i = 1; i <= 3; i++) {
@@ -271,7 +231,7 @@ Deno.test("discardBody resolves at the end, stops past its limit, rejects on err
 });
 
 Deno.test("upstream global timeout stops the delivery without retrying", async () => {
-  const s = stub(() => new Response());
+  const s = loopbackUpstream(() => new Response());
   s.set(s.hang);
   const client = createUpstreamClient({
     url: s.url,
@@ -295,7 +255,7 @@ Deno.test("upstream global timeout stops the delivery without retrying", async (
 });
 
 Deno.test("upstream rejects with the caller's reason when its signal aborts", async () => {
-  const s = stub(() => new Response());
+  const s = loopbackUpstream(() => new Response());
   s.set(s.hang);
   const client = createUpstreamClient({ url: s.url, readTimeoutMs: 10_000, ...fast });
   try {
@@ -371,7 +331,7 @@ Deno.test("upstream connect timeout against a listener whose accept backlog is f
 
 Deno.test("breaker opens after failures, refuses calls, and a successful half-open probe closes it", async () => {
   let status = 503;
-  const s = stub(() => new Response("x", { status }));
+  const s = loopbackUpstream(() => new Response("x", { status }));
   const breaker = createCircuitBreaker({
     id: "breaker-test",
     volumeThreshold: 3,
@@ -420,7 +380,7 @@ Deno.test("breaker opens after failures, refuses calls, and a successful half-op
 
 Deno.test("processor with a real breaker (pause policy) holds records while open and delivers them after", async () => {
   let status = 503;
-  const s = stub(() => new Response("x", { status }));
+  const s = loopbackUpstream(() => new Response("x", { status }));
   const breaker = createCircuitBreaker({
     id: "breaker-test-2",
     volumeThreshold: 2,
@@ -458,7 +418,7 @@ Deno.test("processor with a real breaker (pause policy) holds records while open
 });
 
 Deno.test("upstream client sustains thousands of requests per second on loopback (vs plain fetch)", async () => {
-  const s = stub(() => new Response("ok"));
+  const s = loopbackUpstream(() => new Response("ok"));
   const client = createUpstreamClient({ url: s.url, maxConnections: 64 });
   const r = record(1);
   const env = envelopeOf(r);
