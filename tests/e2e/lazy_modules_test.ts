@@ -2,10 +2,11 @@
  * What a running sluice holds in memory is what it uses (README, Benchmarks:
  * "Memory"): an idle local-mode instance has not loaded the packages of parts
  * that are not configured (Kafka clients, the S3 SDK, OpenTelemetry's SDK,
- * Ajv), nor the parts of undici the upstream client does not use, nor the
- * request validation (zod and the contract's schemas), which loads at the
- * first control request and then answers as before. Read from
- * the process itself through V8's inspector (the scripts it has parsed).
+ * Ajv), nor the parts of undici the upstream client does not use (its
+ * `request` API included), nor the request validation (zod and the
+ * contract's schemas), which loads at the first control request and then
+ * answers as before. Read from the process itself through V8's inspector (the
+ * scripts it has parsed).
  */
 import assert from "node:assert/strict";
 import { loadedScripts } from "../bench/profile.ts";
@@ -42,9 +43,12 @@ Deno.test("local mode loads no package of an unconfigured part; zod loads at the
       assert.ok(!atStart.has(name), `${name} loaded at start (loaded: ${[...atStart].join(", ")})`);
     }
     // Of undici, the upstream client's Pool only: not its fetch, WebSocket,
-    // mock agents or cache stores (what its index loads).
+    // mock agents or cache stores (what its index loads), nor its `request`
+    // API and the Node stream it builds per response (the client reads
+    // answers through its own handler; only the API's abort-signal helpers).
     const undiciExtras = scripts.filter((u) =>
-      /\/undici\/[^/]+\/(index\.js|lib\/(web|mock|cache|interceptor)\/)/.test(u)
+      /\/undici\/[^/]+\/(index\.js|lib\/(web|mock|cache|interceptor)\/|lib\/api\/(?!abort-signal\.js))/
+        .test(u)
     );
     assert.deepEqual(undiciExtras, [], "undici modules the upstream client does not use");
 

@@ -9,8 +9,10 @@ import { registry } from "../../actors/runtime/metrics.ts";
 import type { SourceRecord } from "../../actors/record/record.ts";
 import {
   createUpstreamClient,
-  discardBody,
   parseRetryAfter,
+  post,
+  ResponseSink,
+  type SinkController,
   type UpstreamOptions,
 } from "../../actors/pipeline/upstream.ts";
 import { createProcessor } from "../../actors/pipeline/processor.ts";
@@ -200,34 +202,60 @@ Deno.test("upstream delivers on a 2xx whose body is larger than the 64 KiB it re
   }
 });
 
-Deno.test("discardBody resolves at the end, stops past its limit, rejects on error or early close", async () => {
-  const { Readable } = await import("node:stream");
-  const chunks = (n: number, size: number) => Array.from({ length: n }, () => new Uint8Array(size));
-  // To the end.
-  await discardBody(Readable.from(chunks(3, 10)), 100);
-  // Past the limit: resolved, and the stream destroyed (nothing more read).
-  let pulled = 0;
-  const endless = new Readable({
-    read() {
-      pulled++;
-      this.push(new Uint8Array(1024));
+Deno.test("ResponseSink resolves at the body's end, stops past its limit, rejects on error or abort", async () => {
+  const controller = () => {
+    const aborted: Error[] = [];
+    return { aborted, abort: (e: Error) => void aborted.push(e) } satisfies SinkController & {
+      aborted: Error[];
+    };
+  };
+  // To the end: the status and the first Retry-After.
+  let c = controller();
+  let sink = new ResponseSink(100);
+  sink.onRequestStart(c);
+  sink.onResponseStart(c, 100, {}); // informational: not the answer
+  sink.onResponseStart(c, 429, { "retry-after": ["7", "9"] });
+  for (let i = 0; i < 3; i++) sink.onResponseData(c, new Uint8Array(10));
+  sink.onResponseEnd();
+  assert.deepEqual(await sink.answer, { status: 429, retryAfter: "7" });
+  assert.equal(c.aborted.length, 0);
+  // Past the limit: resolved at once, and the request aborted (its socket not reused).
+  c = controller();
+  sink = new ResponseSink(4 * 1024);
+  sink.onRequestStart(c);
+  sink.onResponseStart(c, 200, null);
+  for (let i = 0; i < 10; i++) sink.onResponseData(c, new Uint8Array(1024));
+  assert.deepEqual(await sink.answer, { status: 200, retryAfter: undefined });
+  assert.equal(c.aborted.length, 1, "aborted once past the limit");
+  sink.onResponseError(c, c.aborted[0]); // what undici then reports: ignored
+  // An error (a body timeout, a socket closed early) rejects with it.
+  c = controller();
+  sink = new ResponseSink(1024);
+  sink.onRequestStart(c);
+  sink.onResponseStart(c, 200, {});
+  sink.onResponseData(c, new Uint8Array(10));
+  sink.onResponseError(c, new Error("body timeout"));
+  sink.onResponseEnd();
+  await assert.rejects(sink.answer, /body timeout/);
+  // post(): the caller's signal aborts the started request with its reason;
+  // an aborted signal fails before anything is dispatched.
+  const dispatched: ResponseSink[] = [];
+  const dispatcher = {
+    dispatch: (_opts: unknown, handler: ResponseSink) => {
+      dispatched.push(handler);
+      return true;
     },
-  });
-  await discardBody(endless, 4 * 1024);
-  assert.ok(endless.destroyed, "destroyed past the limit");
-  assert.ok(pulled < 20, `${pulled} chunks pulled`);
-  // An error (a body timeout, an abort) rejects with it.
-  const failing = new Readable({ read() {} });
-  const p = discardBody(failing, 1024);
-  failing.push(new Uint8Array(10));
-  failing.destroy(new Error("body timeout"));
-  await assert.rejects(p, /body timeout/);
-  // Closed before its end, without an error.
-  const cut = new Readable({ read() {} });
-  const q = discardBody(cut, 1024);
-  cut.push(new Uint8Array(10));
-  cut.destroy();
-  await assert.rejects(q, /closed before its end/);
+  } as unknown as Parameters<typeof post>[0];
+  const ctl = new AbortController();
+  const p = post(dispatcher, "/", {}, "x", ctl.signal, 1024);
+  c = controller();
+  dispatched[0].onRequestStart(c);
+  ctl.abort(new Error("drain deadline"));
+  assert.equal(c.aborted[0]?.message, "drain deadline");
+  dispatched[0].onResponseError(c, c.aborted[0]);
+  await assert.rejects(p, /drain deadline/);
+  await assert.rejects(post(dispatcher, "/", {}, "x", ctl.signal, 1024), /drain deadline/);
+  assert.equal(dispatched.length, 1, "nothing dispatched once aborted");
 });
 
 Deno.test("upstream global timeout stops the delivery without retrying", async () => {
