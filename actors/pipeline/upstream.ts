@@ -14,8 +14,9 @@
  * Requests go through the pool's `dispatch` with a handler of our own
  * ({@link ResponseSink}), not undici's `request` API (no Node stream per
  * response). Measured on loopback under Deno 2.9.6 (20,000 POSTs, 256 at
- * once, in one process): 36–60 ms of CPU per 1,000 requests against 44–72 for
- * undici's `request` and 70–87 for Deno's `fetch`.
+ * once, in one process, 9 rounds alternated): 36–68 ms of CPU per 1,000
+ * requests against 44–77 for undici's `request` (19 % less at the median of
+ * the rounds' pairs) and 70–87 for Deno's `fetch` (3 rounds).
  *
  * **Body.** By default the record's value, unchanged (a POST of the record's
  * value), so the upstream sees the whole envelope; with
@@ -258,8 +259,7 @@ export interface SinkAnswer {
  *
  * Instead of undici's `request`: that builds, per response, an
  * `AsyncResource`, a Node `Readable` for the body and the listeners to drain
- * it; measured on loopback (20,000 POSTs, 256 at once, 6 rounds alternated),
- * this sink costs 15–20 % less CPU per request (README, Benchmarks).
+ * it (see the module doc for the CPU this saves).
  */
 export class ResponseSink {
   /** Set by undici's `addSignal` when the signal aborts (read by `dispatchWithSignal`). */
