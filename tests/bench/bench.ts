@@ -21,7 +21,10 @@
  * 1. framework overhead: sluice with a no-op upstream (loopback, 200 at once,
  *    `SLUICE_RATE_LIMIT=0`, `SLUICE_ORDERING=key`, large in-flight) against
  *    a hand-written kafkajs `eachBatch` consumer POSTing every record to the
- *    same upstream, and against `eachBatch` doing nothing;
+ *    same upstream, and against `eachBatch` doing nothing; the pair runs 3
+ *    times (1 with `--quick`), in alternating order, and the rows give the
+ *    medians (the ratio: the median of the rounds' ratios), each round in
+ *    the notes: one pair moved by ±0.3 between runs on a 2-core machine;
  * 2. delivery: sluice against a 10 ms upstream against a kafkajs
  *    `eachMessage` + `fetch` loop;
  * 3. graceful shutdown with about 10,000 records in flight or buffered (the
@@ -104,6 +107,11 @@ import {
 /** Sizes of one run. */
 interface Sizes {
   framework: number;
+  /**
+   * Rounds of the framework pair (the raw loop and sluice, in alternating
+   * order): its rows give the medians, the note each round.
+   */
+  frameworkRounds: number;
   delivery: number;
   baselineCapS: number;
   upstreamLatencyMs: number;
@@ -125,6 +133,7 @@ interface Sizes {
 
 const FULL: Sizes = {
   framework: 50_000,
+  frameworkRounds: 3,
   delivery: 20_000,
   baselineCapS: 20,
   upstreamLatencyMs: 10,
@@ -144,6 +153,7 @@ const FULL: Sizes = {
 
 const QUICK: Sizes = {
   framework: 600,
+  frameworkRounds: 1,
   delivery: 300,
   baselineCapS: 3,
   upstreamLatencyMs: 10,
@@ -388,63 +398,105 @@ async function frameworkOverhead(kafka: Kafka, z: Sizes): Promise<Row[]> {
     count: z.framework,
   });
   say(`framework: raw eachBatch (no work) ${round(noop.rps)} records/s`);
-  const raw = await withStub({ latencyMs: 0 }, async (stub) => {
-    const b = await baseline({
-      mode: "batch-post",
-      brokers,
-      topic,
-      group: uniqueName("bench-raw"),
-      url: stub.url,
-      count: z.framework,
-      concurrency: 256,
+  const rawRun = () =>
+    withStub({ latencyMs: 0 }, async (stub) => {
+      const b = await baseline({
+        mode: "batch-post",
+        brokers,
+        topic,
+        group: uniqueName("bench-raw"),
+        url: stub.url,
+        count: z.framework,
+        concurrency: 256,
+      });
+      return { rps: stub.rate(), cpuMsPer1k: b.cpuMsPer1k };
     });
-    return { rps: stub.rate(), cpuMsPer1k: b.cpuMsPer1k };
-  });
-  say(`framework: raw eachBatch + POST ${round(raw.rps)} records/s`);
   // With --profile: CPU profile of the whole run; a third of the way in, allocations
-  // sampled for 3 s, then a heap snapshot.
+  // sampled for 3 s, then a heap snapshot (first round only).
   const inspect = `127.0.0.1:${freePort()}`;
-  const profiling = profileDir === undefined
-    ? []
-    : ["--cpu-prof", `--cpu-prof-dir=${profileDir}`, `--inspect=${inspect}`];
   let metricsMs = { render: NaN, roundTrip: NaN, busy: NaN, busyRoundTrip: NaN };
-  const sluice = await withStub({ latencyMs: 0 }, (stub) =>
-    withSluice(
-      sluiceEnv(topic, uniqueName("bench-sluice"), uniqueName("bench-audit"), stub.url, {
-        SLUICE_ORDERING: "key",
-        SLUICE_MAX_INFLIGHT: "1000",
-      }),
-      async (s) => {
-        const m = await measureSluice(
-          "framework",
-          s,
-          stub,
-          z.framework,
-          profileDir === undefined ? undefined : async () => {
-            const alloc = await sampleAllocations(
-              inspect,
-              3000,
-              `${profileDir}/framework-steady.heapprofile`,
-              20,
-            );
-            await Deno.writeTextFile(
-              `${profileDir}/framework-steady.heapprofile.txt`,
-              alloc + "\n",
-            );
-            say(`framework: allocations over 3 s:\n${alloc}`);
-            const path = `${profileDir}/framework-steady.heapsnapshot`;
-            await takeHeapSnapshot(inspect, path);
-            say(`framework: heap snapshot ${path}`);
-          },
-        );
-        metricsMs = await metricsRenderMs(s, z.metricsRenders);
-        return m;
-      },
-      profiling,
-    ));
-  say(`framework: sluice (no-op upstream) ${round(sluice.rps)} records/s`);
-  if (profileDir !== undefined) await printProfiles(profileDir);
-  const ratio = sluice.rps / raw.rps;
+  const sluiceRun = (r: number, last: boolean) => {
+    const profiled = profileDir !== undefined && r === 0;
+    const profiling = profiled
+      ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`, `--inspect=${inspect}`]
+      : [];
+    return withStub({ latencyMs: 0 }, (stub) =>
+      withSluice(
+        sluiceEnv(topic, uniqueName("bench-sluice"), uniqueName("bench-audit"), stub.url, {
+          SLUICE_ORDERING: "key",
+          SLUICE_MAX_INFLIGHT: "1000",
+        }),
+        async (s) => {
+          const m = await measureSluice(
+            `framework-${r}`,
+            s,
+            stub,
+            z.framework,
+            !profiled ? undefined : async () => {
+              const alloc = await sampleAllocations(
+                inspect,
+                3000,
+                `${profileDir}/framework-steady.heapprofile`,
+                20,
+              );
+              await Deno.writeTextFile(
+                `${profileDir}/framework-steady.heapprofile.txt`,
+                alloc + "\n",
+              );
+              say(`framework: allocations over 3 s:\n${alloc}`);
+              const path = `${profileDir}/framework-steady.heapsnapshot`;
+              await takeHeapSnapshot(inspect, path);
+              say(`framework: heap snapshot ${path}`);
+            },
+          );
+          if (last) metricsMs = await metricsRenderMs(s, z.metricsRenders);
+          return m;
+        },
+        profiling,
+      ));
+  };
+  // Rounds of the pair, the order alternating (raw first in odd rounds): the
+  // machine's drift between two runs lands on both sides.
+  const rounds: { raw: { rps: number; cpuMsPer1k: number }; sluice: typeof rounds[0]["raw"] }[] =
+    [];
+  for (let r = 0; r < z.frameworkRounds; r++) {
+    const last = r === z.frameworkRounds - 1;
+    let raw, sluice;
+    if (r % 2 === 0) {
+      raw = await rawRun();
+      sluice = await sluiceRun(r, last);
+    } else {
+      sluice = await sluiceRun(r, last);
+      raw = await rawRun();
+    }
+    say(
+      `framework round ${r + 1}/${z.frameworkRounds}: raw eachBatch + POST ${round(raw.rps)} ` +
+        `records/s (${round(raw.cpuMsPer1k)} ms CPU per 1000), sluice ${round(sluice.rps)} ` +
+        `records/s (${round(sluice.cpuMsPer1k)} ms), ratio ${round(sluice.rps / raw.rps, 2)}`,
+    );
+    if (profileDir !== undefined && r === 0) await printProfiles(profileDir);
+    rounds.push({ raw, sluice });
+  }
+  // One "framework" run for the RSS rows: every round's samples and peaks.
+  const runs = rounds.map((_, r) => `framework-${r}`);
+  rssByRun.set("framework", runs.flatMap((r) => rssByRun.get(r) ?? []));
+  const peaks: Record<string, number> = {};
+  for (const r of runs) {
+    for (const [k, v] of Object.entries(heapPeaks.get(r) ?? {})) {
+      peaks[k] = Math.max(peaks[k] ?? 0, v);
+    }
+    rssByRun.delete(r);
+    heapPeaks.delete(r);
+  }
+  heapPeaks.set("framework", peaks);
+  const med = (f: (x: typeof rounds[0]) => number) => percentile(rounds.map(f), 50);
+  const ratios = rounds.map((x) => x.sluice.rps / x.raw.rps);
+  const ratio = percentile(ratios, 50);
+  const raw = { rps: med((x) => x.raw.rps), cpuMsPer1k: med((x) => x.raw.cpuMsPer1k) };
+  const sluice = { rps: med((x) => x.sluice.rps), cpuMsPer1k: med((x) => x.sluice.cpuMsPer1k) };
+  const perRound = (f: (x: typeof rounds[0]) => number, digits = 0) =>
+    rounds.map((x) => round(f(x), digits)).join(", ");
+  const medianOf = rounds.length > 1 ? `median of ${rounds.length} rounds; ` : "";
   const cpuCut = 1 - sluice.cpuMsPer1k / CPU_MS_PER_1K_BEFORE;
   return [
     {
@@ -452,16 +504,20 @@ async function frameworkOverhead(kafka: Kafka, z: Sizes): Promise<Row[]> {
       benchmark: "Framework: sluice, no-op upstream",
       value: round(sluice.rps),
       unit: "records/s",
-      note: `${round(sluice.cpuMsPer1k)} ms CPU per 1000 records (sluice process); RSS peak ${
-        round(Math.max(...(rssByRun.get("framework") ?? [NaN])) / 1e6, 1)
-      } MB; ${heapNote("framework")}`,
+      note: `${medianOf}${round(sluice.cpuMsPer1k)} ms CPU per 1000 records (sluice process); ` +
+        `rounds ${perRound((x) => x.sluice.rps)} records/s, ${
+          perRound((x) => x.sluice.cpuMsPer1k)
+        } ms; RSS peak ${round(Math.max(...(rssByRun.get("framework") ?? [NaN])) / 1e6, 1)} MB; ${
+          heapNote("framework")
+        }`,
     },
     {
       id: "framework.raw_post",
       benchmark: "Framework: raw kafkajs eachBatch + POST, same upstream",
       value: round(raw.rps),
       unit: "records/s",
-      note: `${round(raw.cpuMsPer1k)} ms CPU per 1000 records (consumer process)`,
+      note: `${medianOf}${round(raw.cpuMsPer1k)} ms CPU per 1000 records (consumer process); ` +
+        `rounds ${perRound((x) => x.raw.rps)} records/s, ${perRound((x) => x.raw.cpuMsPer1k)} ms`,
     },
     {
       id: "framework.ratio",
@@ -470,6 +526,9 @@ async function frameworkOverhead(kafka: Kafka, z: Sizes): Promise<Row[]> {
       unit: "×",
       target: "≥ 0.9",
       met: ratio >= 0.9,
+      note: rounds.length > 1
+        ? `median of the rounds' ratios (${perRound((x) => x.sluice.rps / x.raw.rps, 2)})`
+        : undefined,
     },
     {
       id: "framework.cpu_per_1k",
