@@ -61,7 +61,7 @@ import {
   stopInfra,
 } from "../harness/infra.ts";
 import { checkLedger, readAllAuditEvents, rgwStore } from "../harness/ledger.ts";
-import { infra, uniqueName } from "../harness/mod.ts";
+import { infra, infraCpuSeconds, uniqueName } from "../harness/mod.ts";
 import { createProcessor } from "../../actors/pipeline/processor.ts";
 import type { SourceRecord } from "../../actors/record/record.ts";
 import { loadPayloadSchemas } from "../../actors/record/schema.ts";
@@ -344,9 +344,30 @@ async function cpuSeconds(s: SluiceProcess): Promise<number> {
   return await s.metric("process_cpu_seconds_total");
 }
 
+/** CPU seconds used so far by the broker, Ceph, and this process (the upstream stub runs here). */
+function otherCpu(): OtherCpu {
+  const u = nodeProcess.cpuUsage();
+  return { ...infraCpuSeconds(), bench: (u.user + u.system) / 1e6 };
+}
+interface OtherCpu {
+  kafka: number;
+  ceph: number;
+  bench: number;
+}
+/** CPU ms per 1,000 of `n` records between two {@link otherCpu} snapshots. */
+function otherCpuPer1k(a: OtherCpu, b: OtherCpu, n: number): OtherCpu {
+  const per1k = (x: number, y: number) => (1e6 * (y - x)) / Math.max(1, n);
+  return {
+    kafka: per1k(a.kafka, b.kafka),
+    ceph: per1k(a.ceph, b.ceph),
+    bench: per1k(a.bench, b.bench),
+  };
+}
+
 /**
  * Runs sluice until it finished `n` records; returns the upstream's rate and
- * sluice's CPU milliseconds per 1000 records (from ready to the end).
+ * sluice's CPU milliseconds per 1000 records (from ready to the end), and
+ * over the same span the broker's, Ceph's and the bench process's.
  */
 async function measureSluice(
   run: string,
@@ -354,10 +375,11 @@ async function measureSluice(
   stub: BenchStub,
   n: number,
   midway?: () => Promise<void>,
-): Promise<{ rps: number; cpuMsPer1k: number }> {
+): Promise<{ rps: number; cpuMsPer1k: number; other: OtherCpu }> {
   const rss = sampleRss(s.url);
   try {
     const cpu0 = await cpuSeconds(s);
+    const other0 = otherCpu();
     const done0 = stub.distinct;
     if (midway) {
       const third = Math.round(n / 3);
@@ -366,7 +388,8 @@ async function measureSluice(
     }
     await delivered(s, stub, n, 300_000);
     const cpu = (await cpuSeconds(s)) - cpu0;
-    return { rps: stub.rate(), cpuMsPer1k: (1e6 * cpu) / Math.max(1, n - done0) };
+    const other = otherCpuPer1k(other0, otherCpu(), n - done0);
+    return { rps: stub.rate(), cpuMsPer1k: (1e6 * cpu) / Math.max(1, n - done0), other };
   } finally {
     rssByRun.set(run, await rss.stop());
     heapPeaks.set(run, rss.peaks);
@@ -400,6 +423,8 @@ async function frameworkOverhead(kafka: Kafka, z: Sizes): Promise<Row[]> {
   say(`framework: raw eachBatch (no work) ${round(noop.rps)} records/s`);
   const rawRun = () =>
     withStub({ latencyMs: 0 }, async (stub) => {
+      // From the consumer's start to its exit (its own CPU: first record to last).
+      const other0 = otherCpu();
       const b = await baseline({
         mode: "batch-post",
         brokers,
@@ -409,7 +434,8 @@ async function frameworkOverhead(kafka: Kafka, z: Sizes): Promise<Row[]> {
         count: z.framework,
         concurrency: 256,
       });
-      return { rps: stub.rate(), cpuMsPer1k: b.cpuMsPer1k };
+      const other = otherCpuPer1k(other0, otherCpu(), z.framework);
+      return { rps: stub.rate(), cpuMsPer1k: b.cpuMsPer1k, other };
     });
   // With --profile: CPU profile of the whole run; a third of the way in, allocations
   // sampled for 3 s, then a heap snapshot (first round only).
@@ -457,8 +483,8 @@ async function frameworkOverhead(kafka: Kafka, z: Sizes): Promise<Row[]> {
   };
   // Rounds of the pair, the order alternating (raw first in odd rounds): the
   // machine's drift between two runs lands on both sides.
-  const rounds: { raw: { rps: number; cpuMsPer1k: number }; sluice: typeof rounds[0]["raw"] }[] =
-    [];
+  type Run = { rps: number; cpuMsPer1k: number; other: OtherCpu };
+  const rounds: { raw: Run; sluice: Run }[] = [];
   for (let r = 0; r < z.frameworkRounds; r++) {
     const last = r === z.frameworkRounds - 1;
     let raw, sluice;
@@ -498,6 +524,16 @@ async function frameworkOverhead(kafka: Kafka, z: Sizes): Promise<Row[]> {
     rounds.map((x) => round(f(x), digits)).join(", ");
   const medianOf = rounds.length > 1 ? `median of ${rounds.length} rounds; ` : "";
   const cpuCut = 1 - sluice.cpuMsPer1k / CPU_MS_PER_1K_BEFORE;
+  // The machine's CPU per record on each side: the consumer, the broker, Ceph
+  // and the stub (with the bench's polling) share the same cores.
+  const machineOf = (x: Run) => x.cpuMsPer1k + x.other.kafka + x.other.ceph + x.other.bench;
+  const machine = { raw: med((x) => machineOf(x.raw)), sluice: med((x) => machineOf(x.sluice)) };
+  const side = (f: (x: typeof rounds[0]) => Run) =>
+    `consumer ${round(med((x) => f(x).cpuMsPer1k))}, broker ${
+      round(med((x) => f(x).other.kafka))
+    }, Ceph ${round(med((x) => f(x).other.ceph))}, stub and bench ${
+      round(med((x) => f(x).other.bench))
+    }`;
   return [
     {
       id: "framework.sluice",
@@ -529,6 +565,17 @@ async function frameworkOverhead(kafka: Kafka, z: Sizes): Promise<Row[]> {
       note: rounds.length > 1
         ? `median of the rounds' ratios (${perRound((x) => x.sluice.rps / x.raw.rps, 2)})`
         : undefined,
+    },
+    {
+      id: "framework.machine_cpu",
+      benchmark: "Framework: machine CPU per 1,000 records, raw loop / sluice",
+      value: round(machine.raw / machine.sluice, 2),
+      unit: "×",
+      note:
+        `${medianOf}ms per 1000 records, raw: ${side((x) => x.raw)} = ${
+          round(machine.raw)
+        }; sluice: ${side((x) => x.sluice)} = ${round(machine.sluice)}; ` +
+        `context: with every core busy, the throughput ratio follows this one`,
     },
     {
       id: "framework.cpu_per_1k",

@@ -314,6 +314,7 @@ export const ROW_IDS: readonly string[] = [
   "framework.ratio",
   "framework.raw_noop",
   "framework.ratio_noop",
+  "framework.machine_cpu",
   "framework.cpu_per_1k",
   "metrics.render",
   "delivery.sluice",

@@ -16,6 +16,7 @@ import type { InfraState } from "./infra.ts";
 import { haltKafka, launchKafka } from "./kafka.ts";
 
 export { freePort, sleep, waitFor } from "./procs.ts";
+import { isAlive, procCpuSeconds, readLedger } from "./procs.ts";
 
 /** Connection settings of the run's real Kafka and Ceph RGW. */
 export interface Infra {
@@ -58,6 +59,25 @@ export function infra(): Infra {
       version: s.ceph.version,
     },
   };
+}
+
+/**
+ * CPU seconds used so far by the test infrastructure's daemons, by kind:
+ * `kafka` (the broker's JVM) and `ceph` (mon, osd, radosgw together).
+ */
+export function infraCpuSeconds(): { kafka: number; ceph: number } {
+  let kafka = 0, ceph = 0;
+  for (const d of readLedger(readState().ledger).filter(isAlive)) {
+    let cpu: number;
+    try {
+      cpu = procCpuSeconds(d.pid);
+    } catch {
+      continue; // Gone since.
+    }
+    if (d.name === "kafka") kafka += cpu;
+    else if (d.name.startsWith("ceph-") || d.name === "radosgw") ceph += cpu;
+  }
+  return { kafka, ceph };
 }
 
 /** Kills radosgw (SIGKILL: an abrupt outage). */
