@@ -27,7 +27,7 @@
  * @module
  */
 import { lanes } from "./harness/lanes.ts";
-import { FailureCollector } from "./harness/test_output.ts";
+import { FailureCollector, signalSummary } from "./harness/test_output.ts";
 import { processesWithEnv, sleep, TEST_LOCK } from "./harness/procs.ts";
 import {
   ensureDebianPackages,
@@ -93,6 +93,8 @@ const scratch = Deno.makeTempDirSync({ prefix: "sluice-test-tmp-" });
 /** The `deno test` runs in progress (killed, with their process groups, on Ctrl-C). */
 const children = new Set<Deno.ChildProcess>();
 let stopping = false;
+/** `--hold`: the infrastructure is up and waits for Ctrl-C. */
+let holding = false;
 
 async function cleanup(): Promise<number> {
   for (const child of children) {
@@ -120,10 +122,10 @@ function onSignal(sig: Deno.Signal) {
   return async () => {
     if (stopping) return;
     stopping = true;
-    say(`${sig}: stopping the tests and the infrastructure`);
-    await cleanup();
-    console.log("0 passed, 1 failed");
-    Deno.exit(130);
+    say(`${sig}: stopping the ${holding ? "held infrastructure" : "tests and the infrastructure"}`);
+    const end = signalSummary(holding, await cleanup());
+    console.log(end.line);
+    Deno.exit(end.code);
   };
 }
 Deno.addSignalListener("SIGINT", onSignal("SIGINT"));
@@ -154,6 +156,7 @@ async function main(): Promise<number> {
     say(
       `infrastructure ready; in another shell:\n  export SLUICE_TEST_STATE=${env.SLUICE_TEST_STATE} SLUICE_TEST_DAEMONS=${env.SLUICE_TEST_DAEMONS}\n  deno test -A --lock=tests/deno.lock tests/<file>\nCtrl-C stops it.`,
     );
+    holding = true;
     await new Promise(() => {});
   }
   return await runTests(files, env);

@@ -48,3 +48,17 @@ export class FailureCollector {
     return [...this.#reasons].map(([h, r]) => (r ? `${h}\n      ${r}` : h));
   }
 }
+
+/**
+ * The runner's last line and exit code when a signal stops it. A run of the
+ * tests that is interrupted has failed (`0 passed, 1 failed`, 130, as the
+ * CI's last line expects); `--hold` ends with Ctrl-C by design, so a held
+ * infrastructure stopped cleanly is not a failure (code 0). `left` counts
+ * the infrastructure processes that could not be stopped.
+ */
+export function signalSummary(holding: boolean, left: number): { line: string; code: number } {
+  if (!holding) return { line: "0 passed, 1 failed", code: 130 };
+  return left === 0
+    ? { line: "held infrastructure stopped", code: 0 }
+    : { line: `held infrastructure: ${left} processes could not be stopped`, code: 1 };
+}

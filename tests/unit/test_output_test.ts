@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { FailureCollector } from "../harness/test_output.ts";
+import { FailureCollector, signalSummary } from "../harness/test_output.ts";
 
 Deno.test("the runner's failure summary names each failed test once, with its error line", () => {
   const esc = String.fromCharCode(27);
@@ -31,4 +31,14 @@ Deno.test("the runner's failure summary names each failed test once, with its er
     "b => ./tests/infra/x_test.ts:96:6\n      error: Error: consumption to resume after stop 2 (SIGKILL): timed out",
     "c => ./tests/infra/y_test.ts:3:6",
   ]);
+});
+
+Deno.test("a signal fails an interrupted run, but ends a held infrastructure cleanly", () => {
+  assert.deepEqual(signalSummary(false, 0), { line: "0 passed, 1 failed", code: 130 });
+  assert.deepEqual(signalSummary(false, 2), { line: "0 passed, 1 failed", code: 130 });
+  assert.deepEqual(signalSummary(true, 0), { line: "held infrastructure stopped", code: 0 });
+  assert.deepEqual(signalSummary(true, 1), {
+    line: "held infrastructure: 1 processes could not be stopped",
+    code: 1,
+  });
 });
