@@ -22,6 +22,7 @@ import {
 } from "kafkajs";
 import process from "node:process";
 import { patchKafkajsEncoder } from "./kafkajs_encoder.ts";
+import { patchKafkajsRequestQueue } from "./kafkajs_request_queue.ts";
 import { logger } from "../runtime/logger.ts";
 import type { SourceRecord } from "../record/record.ts";
 import { kafkaRebalancesTotal } from "../runtime/metrics.ts";
@@ -43,6 +44,7 @@ const log = logger("kafka");
 
 // Varints written in place: same bytes, no Buffer per varint (module doc there).
 patchKafkajsEncoder();
+patchKafkajsRequestQueue();
 
 /** Options of {@link createKafkaLog}. */
 export interface KafkaLogOptions {
