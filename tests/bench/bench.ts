@@ -1022,6 +1022,52 @@ async function idleLocal(z: Sizes): Promise<Row[]> {
   }];
 }
 
+/**
+ * An idle Kafka-mode instance (a topic with no records, audit on RGW): its CPU
+ * per second over `idleSampleS` with no scrape in between (a `/metrics` read
+ * at each end), and its RSS at the end. Context rows: what an instance costs
+ * a host while nothing arrives. kafkajs 2.2.4 alone kept every connection's
+ * request queue polling every millisecond (actors/log/kafkajs_request_queue.ts).
+ */
+async function idleKafka(kafka: Kafka, z: Sizes): Promise<Row[]> {
+  say("idle: Kafka mode, no records");
+  const topic = uniqueName("bench-idle");
+  await createTopic(kafka, topic);
+  const r = await withStub({ latencyMs: 0 }, (stub) =>
+    withSluice(
+      sluiceEnv(topic, uniqueName("bench-idle"), uniqueName("bench-audit"), stub.url),
+      async (s) => {
+        await new Promise((res) => setTimeout(res, z.idleSettleS * 1000));
+        const cpu0 = await cpuSeconds(s);
+        const t0 = performance.now();
+        await new Promise((res) => setTimeout(res, z.idleSampleS * 1000));
+        const cpu1 = await cpuSeconds(s);
+        const seconds = (performance.now() - t0) / 1000;
+        const rss = await s.metric("process_resident_memory_bytes");
+        return { cpuMsPerS: (1000 * (cpu1 - cpu0)) / seconds, rss, seconds };
+      },
+    ));
+  say(`idle: Kafka mode ${round(r.cpuMsPerS, 1)} ms CPU per s, RSS ${round(r.rss / 1e6, 1)} MB`);
+  const note = `${z.idleSettleS} s after ready, then ${round(r.seconds, 1)} s with no request; ` +
+    `${PARTITIONS} partitions assigned, audit on RGW`;
+  return [
+    {
+      id: "idle_kafka.cpu",
+      benchmark: "CPU of an idle Kafka-mode instance (no records)",
+      value: round(r.cpuMsPerS, 1),
+      unit: "ms per s",
+      note,
+    },
+    {
+      id: "idle_kafka.rss",
+      benchmark: "RSS of an idle Kafka-mode instance (no records)",
+      value: round(r.rss / 1e6, 1),
+      unit: "MB",
+      note: "at the end of the CPU window above",
+    },
+  ];
+}
+
 function memoryRows(): Row[] {
   const all = [...rssByRun.values()].flat();
   const peak = Math.max(...all);
@@ -1683,6 +1729,7 @@ async function main(): Promise<number> {
       ["latency", () => latency(kafka, sizes)],
       ["memory", () => Promise.resolve(memoryRows())],
       ["idle local mode", () => idleLocal(sizes)],
+      ["idle Kafka mode", () => idleKafka(kafka, sizes)],
       ["audit throughput", () => auditThroughput(sizes)],
       ["per-record cost", () => perRecordCost(kafka, sizes)],
     ];

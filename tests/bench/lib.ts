@@ -334,6 +334,8 @@ export const ROW_IDS: readonly string[] = [
   "memory.rss_peak",
   "memory.rss_steady",
   "memory.rss_idle",
+  "idle_kafka.cpu",
+  "idle_kafka.rss",
   "audit.group_commit",
   "audit.group_commit_p50",
   "audit.single",
