@@ -40,7 +40,9 @@
  * 6. audit writer append throughput on the same Kafka with group commit (256
  *    appends in flight) and with one produce request per event
  *    (`benchWriter`, `actors/audit/bench.ts`);
- * 7. cost of the optional per-record work: the same pre-filled topic consumed
+ * 7. idle instances: RSS of a local-mode instance with no configuration, and
+ *    CPU per second and RSS of a Kafka-mode instance whose topic is empty;
+ * 8. cost of the optional per-record work: the same pre-filled topic consumed
  *    by sluice against a no-op upstream without it, with a payload JSON
  *    Schema (`SLUICE_SCHEMA_DIR`), with traces exported over OTLP to a
  *    receiver at 10 % and 100 % sampling, alternated in rounds so that
