@@ -12,8 +12,12 @@
  * standard deviation and three percentiles over every delay recorded since
  * the previous scrape, and wait for a `setImmediate`; measured in the
  * framework benchmark (README, Benchmarks) it was two thirds of the CPU of
- * every scrape. Every other default collector is prom-client's own,
- * registered one by one.
+ * every scrape. The memory and open-descriptor gauges are sluice's too
+ * ({@link processMemory}, {@link openFileDescriptors}: same names, help and
+ * values, read through Deno instead of Node's `fs`; measured on a scrape
+ * 300 ms after the last, with 105 descriptors open: 0.75 ms for
+ * prom-client's two collectors against 0.28 ms). Every other default
+ * collector is prom-client's own, registered one by one.
  *
  * **Event-loop lag here.** A timer armed every {@link LAG_INTERVAL_MS} ms
  * measures how late it fires; the delays since the last scrape (at most
@@ -29,8 +33,6 @@
 import client, { type Registry } from "prom-client";
 import processCpuTotal from "prom-client/lib/metrics/processCpuTotal.js";
 import processStartTime from "prom-client/lib/metrics/processStartTime.js";
-import osMemoryHeap from "prom-client/lib/metrics/osMemoryHeap.js";
-import processOpenFileDescriptors from "prom-client/lib/metrics/processOpenFileDescriptors.js";
 import processMaxFileDescriptors from "prom-client/lib/metrics/processMaxFileDescriptors.js";
 import processResources from "prom-client/lib/metrics/processResources.js";
 import processHandles from "prom-client/lib/metrics/processHandles.js";
@@ -54,8 +56,6 @@ export function registerRuntimeMetrics(registry: Registry): void {
     const collect of [
       processCpuTotal,
       processStartTime,
-      osMemoryHeap,
-      processOpenFileDescriptors,
       processMaxFileDescriptors,
       processResources,
       processHandles,
@@ -66,7 +66,91 @@ export function registerRuntimeMetrics(registry: Registry): void {
       gc,
     ] as Collector[]
   ) collect(registry, config);
+  processMemory(registry);
+  openFileDescriptors(registry);
   eventLoopLag(registry);
+}
+
+/**
+ * `process_resident_memory_bytes`, `process_virtual_memory_bytes` and
+ * `process_heap_bytes`: prom-client's names, help and values (`VmRSS`,
+ * `VmSize`, `VmData` of `/proc/self/status`), read with one Deno call and
+ * three `indexOf`s instead of prom-client's Node `fs` read and line split.
+ * Elsewhere than Linux, the resident memory alone, from `Deno.memoryUsage()`
+ * (as prom-client).
+ */
+export function processMemory(registry: Registry): void {
+  const registers = [registry];
+  if (Deno.build.os !== "linux") {
+    new client.Gauge({
+      name: "process_resident_memory_bytes",
+      help: "Resident memory size in bytes.",
+      registers,
+      collect() {
+        this.set(Deno.memoryUsage().rss);
+      },
+    });
+    return;
+  }
+  // Registered first: its collect sets the two others.
+  new client.Gauge({
+    name: "process_resident_memory_bytes",
+    help: "Resident memory size in bytes.",
+    registers,
+    collect() {
+      let status: string;
+      try {
+        status = Deno.readTextFileSync("/proc/self/status");
+      } catch {
+        return;
+      }
+      const kib = (field: string) => {
+        const at = status.indexOf(`\n${field}:`);
+        return at < 0 ? NaN : parseInt(status.slice(at + field.length + 2, at + field.length + 40));
+      };
+      const rss = kib("VmRSS"), size = kib("VmSize"), data = kib("VmData");
+      if (rss >= 0) this.set(rss * 1024);
+      if (size >= 0) virtual.set(size * 1024);
+      if (data >= 0) heap.set(data * 1024);
+    },
+  });
+  const virtual = new client.Gauge({
+    name: "process_virtual_memory_bytes",
+    help: "Virtual memory size in bytes.",
+    registers,
+  });
+  const heap = new client.Gauge({
+    name: "process_heap_bytes",
+    help: "Process heap size in bytes.",
+    registers,
+  });
+}
+
+/**
+ * `process_open_fds` (Linux only, as prom-client's): the size Linux gives
+ * `/proc/self/fd` in `stat` (the number of open descriptors, since Linux
+ * 6.2), else the directory's entries counted as prom-client does. One
+ * `stat` costs the same whatever the number of sockets open; listing the
+ * directory built one entry per descriptor at every scrape.
+ */
+export function openFileDescriptors(registry: Registry): void {
+  if (Deno.build.os !== "linux") return;
+  new client.Gauge({
+    name: "process_open_fds",
+    help: "Number of open file descriptors.",
+    registers: [registry],
+    collect() {
+      try {
+        const size = Deno.statSync("/proc/self/fd").size;
+        if (size > 0) return this.set(size);
+        let n = 0;
+        for (const _ of Deno.readDirSync("/proc/self/fd")) n++;
+        this.set(n - 1); // the descriptor that listed the directory
+      } catch {
+        // No /proc: no value, as prom-client.
+      }
+    },
+  });
 }
 
 function eventLoopLag(registry: Registry): void {

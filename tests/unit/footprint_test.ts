@@ -12,7 +12,14 @@ import { DeadlineQueue, linkAbort } from "../../actors/pipeline/deadlines.ts";
 import { fetchSizes } from "../../actors/log/memory_budget.ts";
 import client from "prom-client";
 import { registry } from "../../actors/runtime/metrics.ts";
-import { registerRuntimeMetrics } from "../../actors/runtime/runtime_metrics.ts";
+import {
+  openFileDescriptors,
+  processMemory,
+  registerRuntimeMetrics,
+} from "../../actors/runtime/runtime_metrics.ts";
+import osMemoryHeap from "prom-client/lib/metrics/osMemoryHeap.js";
+import processOpenFileDescriptors from "prom-client/lib/metrics/processOpenFileDescriptors.js";
+import net from "node:net";
 import { waitFor } from "../harness/procs.ts";
 import { latin1Comments } from "../../compose/bundle.ts";
 
@@ -148,6 +155,70 @@ Deno.test("runtime metrics: prom-client's default names, event-loop lag measured
     } ms; ratio ${ratio.toFixed(2)}`,
   );
   assert.ok(ratio < 1, `render ratio ${ratio.toFixed(2)} against prom-client's default metrics`);
+});
+
+Deno.test({
+  name:
+    "process memory and open descriptors: prom-client's names, help and values, a render cheaper than prom-client's collectors",
+  ignore: Deno.build.os !== "linux",
+  fn: async () => {
+    // Descriptors open, as a Kafka-mode instance has (its connections).
+    const server = net.createServer((s) => s.on("data", () => {})).listen(0, "127.0.0.1");
+    await new Promise((r) => server.once("listening", r));
+    const { port } = server.address() as net.AddressInfo;
+    const sockets = Array.from({ length: 40 }, () => net.connect(port, "127.0.0.1"));
+    try {
+      await Promise.all(sockets.map((s) => new Promise((r) => s.once("connect", r))));
+      const ours = new client.Registry();
+      processMemory(ours);
+      openFileDescriptors(ours);
+      const theirs = new client.Registry();
+      (osMemoryHeap as (r: client.Registry, c: object) => void)(theirs, {});
+      (processOpenFileDescriptors as (r: client.Registry, c: object) => void)(theirs, {});
+      const value = (text: string, name: string) =>
+        Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1]);
+      const [a, b] = [await ours.metrics(), await theirs.metrics()];
+      // Same metric families, help and types, in the same order.
+      assert.deepEqual(
+        a.split("\n").filter((l) => l.startsWith("#")),
+        b.split("\n").filter((l) => l.startsWith("#")),
+      );
+      const fds = value(a, "process_open_fds");
+      assert.equal(fds, value(b, "process_open_fds"));
+      assert.ok(fds >= 80, `${fds} descriptors open, with 80 sockets`);
+      for (
+        const name of [
+          "process_resident_memory_bytes",
+          "process_virtual_memory_bytes",
+          "process_heap_bytes",
+        ]
+      ) {
+        const [x, y] = [value(a, name), value(b, name)];
+        assert.ok(x > 0 && Math.abs(x - y) / y < 0.1, `${name}: ${x} against prom-client's ${y}`);
+      }
+      // Cost against prom-client's collectors in the same run, interleaved.
+      const median = (xs: number[]) => xs.sort((x, y) => x - y)[xs.length >> 1];
+      const ta: number[] = [], tb: number[] = [];
+      for (let i = 0; i < 31; i++) {
+        let t = performance.now();
+        await ours.metrics();
+        ta.push(performance.now() - t);
+        t = performance.now();
+        await theirs.metrics();
+        tb.push(performance.now() - t);
+      }
+      const ratio = median(ta) / median(tb);
+      console.log(
+        `memory and descriptors render: ${median(ta).toFixed(3)} ms; prom-client's ${
+          median(tb).toFixed(3)
+        } ms; ratio ${ratio.toFixed(2)}`,
+      );
+      assert.ok(ratio < 0.8, `render ratio ${ratio.toFixed(2)} against prom-client's collectors`);
+    } finally {
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => server.close(r));
+    }
+  },
 });
 
 Deno.test("the ./sluice launcher runs Deno with the V8 flags of `deno task start`", () => {
