@@ -24,6 +24,7 @@ import process from "node:process";
 import { patchKafkajsEncoder } from "./kafkajs_encoder.ts";
 import { patchKafkajsRequestQueue } from "./kafkajs_request_queue.ts";
 import { logger } from "../runtime/logger.ts";
+import { closeAll } from "./close_all.ts";
 import type { SourceRecord } from "../record/record.ts";
 import { kafkaRebalancesTotal } from "../runtime/metrics.ts";
 import { UnknownTopicError } from "../runtime/errors.ts";
@@ -196,18 +197,10 @@ export function createKafkaLog(opts: KafkaLogOptions): LogClient {
     },
     async close() {
       // A client stuck on a broker that does not answer must not hold the exit.
-      await Promise.allSettled([...open].map((c) =>
-        Promise.race([
-          c.disconnect(),
-          new Promise<void>((resolve) => {
-            const t = setTimeout(() => {
-              log.warn("a Kafka client did not disconnect in 3 s; leaving it");
-              resolve();
-            }, 3000);
-            Deno.unrefTimer(t);
-          }),
-        ])
-      ));
+      await closeAll(open, (c) => c.disconnect(), {
+        timeoutMs: 3000,
+        onLate: () => log.warn("a Kafka client did not disconnect in 3 s; leaving it"),
+      });
       open.clear();
       sharedAdmin = undefined;
     },

@@ -42,6 +42,7 @@ import {
 } from "@platformatic/kafka";
 import { Buffer } from "node:buffer";
 import { logger } from "../runtime/logger.ts";
+import { closeAll } from "./close_all.ts";
 import type { SourceRecord } from "../record/record.ts";
 import { kafkaRebalancesTotal } from "../runtime/metrics.ts";
 import type {
@@ -178,19 +179,10 @@ export function createPlatformaticLog(opts: KafkaLogOptions): LogClient {
       }
     },
     async close() {
-      await Promise.allSettled([...open].map((c) => {
-        let t: ReturnType<typeof setTimeout> | undefined;
-        return Promise.race([
-          c.close().finally(() => clearTimeout(t)),
-          new Promise<void>((resolve) => {
-            t = setTimeout(() => {
-              log.warn("a Kafka client did not close in 3 s; leaving it");
-              resolve();
-            }, 3000);
-            Deno.unrefTimer(t);
-          }),
-        ]);
-      }));
+      await closeAll(open, (c) => c.close(), {
+        timeoutMs: 3000,
+        onLate: () => log.warn("a Kafka client did not close in 3 s; leaving it"),
+      });
       open.clear();
       sharedAdmin = undefined;
     },

@@ -10,6 +10,7 @@ import { createKafkaLog } from "../../actors/log/kafka.ts";
 import { createPlatformaticLog } from "../../actors/log/platformatic.ts";
 import type { Batch, LogClient, PartitionOffset, TopicPartition } from "../../actors/log/port.ts";
 import { UnknownTopicError } from "../../actors/runtime/errors.ts";
+import { setLogSink } from "../../actors/runtime/logger.ts";
 import { infra, uniqueName, waitFor } from "../harness/mod.ts";
 
 const CLIENTS: [string, (brokers: string[], clientId: string) => LogClient][] = [
@@ -222,6 +223,31 @@ for (const [name, create] of CLIENTS) {
     } finally {
       await log.close();
     }
+  });
+
+  Deno.test(`${name}: close disconnects every client, and no "did not disconnect" warning follows a close that went well`, async () => {
+    const log = create(infra().kafka.brokers, `port-close-${name}`);
+    const topic = uniqueName(`port-close-${name}`);
+    const lines: string[] = [];
+    try {
+      const admin = await log.admin();
+      await admin.ensureTopics([{ topic, partitions: 1 }]);
+      const producer = await log.producer();
+      await producer.send(topic, [{ key: "k", value: new TextEncoder().encode("v") }]);
+      assert.ok(await log.ping());
+    } finally {
+      setLogSink((line) => lines.push(line));
+      try {
+        await log.close();
+        // Past the 3 s a client is given to disconnect: the deadline of a
+        // client that closed in time must not fire.
+        await new Promise((r) => setTimeout(r, 3_300));
+      } finally {
+        setLogSink();
+      }
+    }
+    const late = lines.filter((l) => /did not (disconnect|close)/.test(l));
+    assert.deepEqual(late, [], "no client was reported late");
   });
 
   Deno.test(`${name}: a second member joining stops the first member's batch (a stale batch does not commit) and the partitions are shared`, async () => {
