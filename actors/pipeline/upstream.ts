@@ -71,14 +71,14 @@
  *
  * @module
  */
-import type { Dispatcher, errors as UndiciErrors, Pool as UndiciPool } from "undici";
-// Only the parts of undici used here: its index also loads fetch, WebSocket,
-// EventSource, the mock agents and the cache stores (7.5 MB of heap loaded alone,
-// 4.8 MB for these three; README, Benchmarks). `tests/e2e/lazy_modules_test.ts`
-// checks it.
-import undiciPool from "undici/lib/dispatcher/pool.js";
-import undiciErrors from "undici/lib/core/errors.js";
-import undiciAbortSignal from "undici/lib/api/abort-signal.js";
+import {
+  addSignal,
+  type Dispatcher,
+  dispatchWithSignal,
+  errors,
+  Pool,
+  removeSignal,
+} from "./undici.ts";
 import type { AdaptiveLimiter, CallReport, Permit } from "./adaptive_limiter.ts";
 import type { FailureReason } from "../audit/event.ts";
 import { CircuitOpenError } from "./circuit_breaker.ts";
@@ -97,24 +97,6 @@ import {
   upstreamRetryAfterTotal,
 } from "../runtime/metrics.ts";
 import type { SourceRecord, TimeoutType } from "../record/record.ts";
-
-const Pool = undiciPool as unknown as typeof UndiciPool;
-const errors = undiciErrors as unknown as typeof UndiciErrors;
-/**
- * undici's own abort-signal helpers of its `request` API: `addSignal` links a
- * handler to a signal (sets its `reason`, calls its `abort`), and
- * `dispatchWithSignal` lets an abort also take a request out of the pool's
- * queue before it starts.
- */
-const { addSignal, removeSignal, dispatchWithSignal } = undiciAbortSignal as unknown as {
-  addSignal(handler: ResponseSink, signal: AbortSignal): void;
-  removeSignal(handler: ResponseSink): void;
-  dispatchWithSignal(
-    dispatcher: Dispatcher,
-    opts: Dispatcher.DispatchOptions,
-    handler: ResponseSink,
-  ): void;
-};
 
 /** Runs an attempt, possibly refusing it; implemented by the circuit breaker. */
 export interface AttemptGuard {
