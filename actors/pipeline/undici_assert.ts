@@ -36,7 +36,8 @@
  * synchronous), in source form, in `deno compile`'s binary and in the
  * `deno task bundle` file alike (there undici's `require`s go through
  * `createRequire`, the same loader). Nothing loaded later sees it.
- * `tests/unit/undici_assert_test.ts` checks all of this.
+ * `tests/unit/undici_assert_test.ts` checks all of this, and
+ * `tests/e2e/bundle_test.ts` the window in a bundle.
  *
  * @module
  */

@@ -4,7 +4,8 @@
  * opossum, hono, xstate), so it runs with an empty `DENO_DIR`, `--no-remote`
  * and `--no-npm`, from a directory with no deno.json: `--help`, `--version`,
  * and an embedded-mode start that becomes ready and exits 0 on SIGTERM.
- * Also: `deno task compile` without a usable denort says what it needs.
+ * Also: undici loads with the upstream client's cheaper assert in a bundle
+ * too; `deno task compile` without a usable denort says what it needs.
  */
 import assert from "node:assert/strict";
 import denoJson from "../../deno.json" with { type: "json" };
@@ -165,6 +166,41 @@ Deno.test("deno task bundle builds dist/sluice.js, which runs alone with an empt
     });
   } finally {
     await Deno.remove(box.dir, { recursive: true });
+  }
+});
+
+Deno.test("in a bundle too, undici's modules load with the upstream client's cheaper assert", async () => {
+  // actors/pipeline/undici_assert.ts: in the single file undici's require()s
+  // go through createRequire, the loader the window replaces. A probe bundle
+  // of the upstream client's undici module, built as deno task bundle builds.
+  const entry = `${ROOT}dist/undici_assert_probe.ts`;
+  const output = `${ROOT}dist/undici_assert_probe.js`;
+  await Deno.mkdir(`${ROOT}dist`, { recursive: true });
+  await Deno.writeTextFile(
+    entry,
+    'import { cheapAssertServed } from "../actors/pipeline/undici.ts";\n' +
+      "console.log(cheapAssertServed.length);\n",
+  );
+  try {
+    const built = await new Deno.Command(Deno.execPath(), {
+      args: ["bundle", "--platform", "deno", "--packages", "bundle", "--output", output, entry],
+      cwd: ROOT,
+      stdin: "null",
+      stdout: "null",
+    }).output();
+    assert.equal(built.code, 0, decoder.decode(built.stderr));
+    const ran = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-all", "--no-remote", "--no-npm", "--no-config", output],
+      cwd: ROOT,
+      stdin: "null",
+    }).output();
+    assert.equal(ran.code, 0, decoder.decode(ran.stderr));
+    // Source form: 7 of undici's modules require node:assert on the Pool's path.
+    const served = Number(decoder.decode(ran.stdout).trim());
+    assert.ok(served >= 5, `undici modules served the cheaper assert in the bundle: ${served}`);
+  } finally {
+    await Deno.remove(entry).catch(() => {});
+    await Deno.remove(output).catch(() => {});
   }
 });
 
