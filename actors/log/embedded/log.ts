@@ -29,6 +29,18 @@
  *    every group that has committed on the topic (for a topic no group has
  *    committed on, the count alone applies).
  *
+ * Memory
+ *  - Each partition keeps its active segment parsed in memory (readers at
+ *    the tail are served from it), and up to `cachedSegments` sealed
+ *    segments are kept parsed for readers that lag behind (least recently
+ *    used). A segment is sealed at `segmentRecords` records or
+ *    `segmentBytes` bytes (default 1 MiB), whichever comes first, so what
+ *    the log holds is bounded by (partitions + `cachedSegments`) ×
+ *    `segmentBytes`, about twice that once parsed, whatever has been
+ *    written. A segment sealed while every group that committed on its
+ *    topic is past its end, or while no group has, is not cached (no reader
+ *    is expected there; one that comes reads it from disk).
+ *
  * Consumption follows kafkajs `eachBatch` with manual resolution: the one
  * member of a group gets every partition of its topics (`onAssignment` once,
  * generation 1); each partition has one batch in flight at a time (up to
@@ -63,6 +75,12 @@ export interface EmbeddedLogOptions {
   retentionRecords?: number;
   /** Records per segment file before a new one is started; default 10 000. */
   segmentRecords?: number;
+  /**
+   * Bytes of a segment file before a new one is started; default 1 MiB. The
+   * active segment of each partition is kept parsed in memory, so this bounds
+   * the memory of the log (see "Memory" in the module doc).
+   */
+  segmentBytes?: number;
   /** Largest batch handed to `eachBatch`; default 500. */
   maxBatchRecords?: number;
   /** A group with no committed offset starts at the log start (true) or at the end; default true. */
@@ -95,6 +113,7 @@ export function createEmbeddedLog(opts: EmbeddedLogOptions): LogClient {
     partitions: positiveInt(opts.partitions ?? 3, "partitions"),
     retentionRecords: positiveInt(opts.retentionRecords ?? 1_000_000, "retentionRecords"),
     segmentRecords: positiveInt(opts.segmentRecords ?? 10_000, "segmentRecords"),
+    segmentBytes: positiveInt(opts.segmentBytes ?? 1024 * 1024, "segmentBytes"),
     maxBatchRecords: positiveInt(opts.maxBatchRecords ?? 500, "maxBatchRecords"),
     fromBeginning: opts.fromBeginning ?? true,
     cachedSegments: positiveInt(opts.cachedSegments ?? 8, "cachedSegments"),

@@ -171,20 +171,31 @@ export class PartitionLog {
       const batch = this.#pending.splice(0);
       let i = 0;
       try {
+        const { segmentRecords, segmentBytes } = this.core.settings;
         while (i < batch.length) {
-          if (this.active.count >= this.core.settings.segmentRecords) await this.#roll();
+          if (
+            this.active.count >= segmentRecords ||
+            (this.active.count > 0 && this.active.bytes >= segmentBytes)
+          ) await this.#roll();
           // Appends going into the current segment: one write, one fdatasync.
           const group: PendingAppend[] = [];
           const lines: string[] = [];
           const records: SourceRecord[] = [];
           let next = this.highWatermark, maxTs = this.active.maxTs;
-          let room = this.core.settings.segmentRecords - this.active.count;
-          while (i < batch.length && (group.length === 0 || room >= batch[i].messages.length)) {
+          let room = segmentRecords - this.active.count;
+          // Bytes of the segment with the lines so far (UTF-16 length: a lower bound of the bytes).
+          let size = this.active.bytes;
+          while (
+            i < batch.length &&
+            (group.length === 0 || (room >= batch[i].messages.length && size < segmentBytes))
+          ) {
             for (const m of batch[i].messages) {
               const line: Line = { o: next++, t: m.timestamp, h: m.headers };
               encodeBytes(line, "k", m.key);
               encodeBytes(line, "v", m.value);
-              lines.push(JSON.stringify(line) + "\n");
+              const text = JSON.stringify(line) + "\n";
+              size += text.length;
+              lines.push(text);
               records.push({
                 ...this.tp,
                 offset: String(line.o),
@@ -241,7 +252,12 @@ export class PartitionLog {
     await syncDir(this.dir);
     this.#activeFile.close();
     this.#activeFile = next;
-    this.core.cacheSegment(`${path}.jsonl`, this.#activeRecords);
+    // Kept parsed only while a group that committed on the topic is still
+    // before its end (a lagging reader is expected to read it next).
+    const floor = this.core.retentionFloor(this.tp);
+    if (floor !== null && floor < base) {
+      this.core.cacheSegment(`${path}.jsonl`, this.#activeRecords);
+    }
     this.#activeRecords = [];
     this.segments.push({ base, count: 0, maxTs: -Infinity, bytes: 0 });
     await this.applyRetention().catch((e) => log.warn("retention failed", { error: e }));

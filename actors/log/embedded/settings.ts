@@ -11,6 +11,7 @@ export interface Settings {
   partitions: number;
   retentionRecords: number;
   segmentRecords: number;
+  segmentBytes: number;
   maxBatchRecords: number;
   fromBeginning: boolean;
   cachedSegments: number;
