@@ -334,6 +334,7 @@ export const ROW_IDS: readonly string[] = [
   "memory.rss_peak",
   "memory.rss_steady",
   "memory.rss_idle",
+  "memory.rss_idle_after_burst",
   "idle_kafka.cpu",
   "idle_kafka.rss",
   "audit.group_commit",
