@@ -96,7 +96,7 @@ export class EmbeddedConsumer implements LogConsumer {
       }
       let records: SourceRecord[];
       try {
-        records = await part.read(position, this.settings.maxBatchRecords);
+        records = await part.read(position, this.settings.maxBatchRecords, true);
       } catch (e) {
         log.error("fetch failed", { partition: key, error: e });
         await this.#sleep(1000);

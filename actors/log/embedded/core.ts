@@ -34,7 +34,13 @@ export class Core {
   /** Groups with a running member in this process. */
   readonly members = new Set<string>();
   #creating = new Map<string, Promise<TopicState>>();
-  #segmentCache = new Map<string, SourceRecord[]>();
+  /**
+   * Sealed segments kept parsed, least recently used first. `forGroups`:
+   * cached when sealed, or loaded, for consumer groups: dropped once every
+   * group that committed on the topic is past its end. Loaded for a range
+   * read: kept until evicted.
+   */
+  #segmentCache = new Map<string, { records: SourceRecord[]; forGroups: boolean }>();
   #roundRobin = new Map<string, number>();
 
   private constructor(readonly settings: Settings, private readonly lock: Deno.FsFile) {}
@@ -204,14 +210,28 @@ export class Core {
       );
     }
     await this.group(groupId).commit(tp.topic, tp.partition, offset);
+    this.#dropConsumed(tp);
     await part.applyRetention();
   }
 
-  cacheSegment(path: string, records: SourceRecord[]): void {
+  cacheSegment(path: string, records: SourceRecord[], forGroups: boolean): void {
     this.#segmentCache.delete(path);
-    this.#segmentCache.set(path, records);
+    this.#segmentCache.set(path, { records, forGroups });
     while (this.#segmentCache.size > this.settings.cachedSegments) {
       this.#segmentCache.delete(this.#segmentCache.keys().next().value!);
+    }
+  }
+
+  /** Drops the segments of `tp` cached for groups that every group is past. */
+  #dropConsumed(tp: TopicPartition): void {
+    const floor = this.retentionFloor(tp);
+    if (floor === null) return;
+    for (const [path, entry] of this.#segmentCache) {
+      const last = entry.records[entry.records.length - 1];
+      if (
+        entry.forGroups && last !== undefined && last.topic === tp.topic &&
+        last.partition === tp.partition && Number(last.offset) < floor
+      ) this.#segmentCache.delete(path);
     }
   }
 
@@ -219,15 +239,20 @@ export class Core {
     this.#segmentCache.delete(path);
   }
 
-  /** Records of a sealed segment (least recently used cache). */
-  async loadSegment(path: string, base: number, tp: TopicPartition): Promise<SourceRecord[]> {
+  /** Records of a sealed segment (least recently used cache), read for groups or for a range read. */
+  async loadSegment(
+    path: string,
+    base: number,
+    tp: TopicPartition,
+    forGroups: boolean,
+  ): Promise<SourceRecord[]> {
     const cached = this.#segmentCache.get(path);
     if (cached) {
-      this.cacheSegment(path, cached);
-      return cached;
+      this.cacheSegment(path, cached.records, cached.forGroups && forGroups);
+      return cached.records;
     }
     const parsed = parseSegment(await Deno.readTextFile(path), base, tp);
-    this.cacheSegment(path, parsed.records);
+    this.cacheSegment(path, parsed.records, forGroups);
     return parsed.records;
   }
 

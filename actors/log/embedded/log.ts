@@ -37,9 +37,11 @@
  *    `segmentBytes` bytes (default 1 MiB), whichever comes first, so what
  *    the log holds is bounded by (partitions + `cachedSegments`) ×
  *    `segmentBytes`, about twice that once parsed, whatever has been
- *    written. A segment sealed while every group that committed on its
- *    topic is past its end, or while no group has, is not cached (no reader
- *    is expected there; one that comes reads it from disk).
+ *    written. A sealed segment kept for consumer groups (sealed while a
+ *    group that committed on its topic is before its end, or read back from
+ *    disk by a group's fetch) is dropped once every such group has committed
+ *    past it; one sealed while none is behind is not kept. A range read
+ *    (replay, `readRange`) loads what it needs, kept until evicted.
  *
  * Consumption follows kafkajs `eachBatch` with manual resolution: the one
  * member of a group gets every partition of its topics (`onAssignment` once,

@@ -253,10 +253,10 @@ export class PartitionLog {
     this.#activeFile.close();
     this.#activeFile = next;
     // Kept parsed only while a group that committed on the topic is still
-    // before its end (a lagging reader is expected to read it next).
+    // before its end (it reads it next); dropped once every group is past it.
     const floor = this.core.retentionFloor(this.tp);
     if (floor !== null && floor < base) {
-      this.core.cacheSegment(`${path}.jsonl`, this.#activeRecords);
+      this.core.cacheSegment(`${path}.jsonl`, this.#activeRecords, true);
     }
     this.#activeRecords = [];
     this.segments.push({ base, count: 0, maxTs: -Infinity, bytes: 0 });
@@ -283,8 +283,11 @@ export class PartitionLog {
     }
   }
 
-  /** Records from `from` (raised to the log start), at most `max`, within one segment. */
-  async read(from: number, max: number): Promise<SourceRecord[]> {
+  /**
+   * Records from `from` (raised to the log start), at most `max`, within one
+   * segment; `forGroup`: a consumer group's fetch (see `Core.loadSegment`).
+   */
+  async read(from: number, max: number, forGroup = false): Promise<SourceRecord[]> {
     const start = Math.max(from, this.logStart);
     if (start >= this.highWatermark) return [];
     const i = this.#segmentIndex(start);
@@ -295,6 +298,7 @@ export class PartitionLog {
         `${this.dir}/${segmentName(seg.base)}.jsonl`,
         seg.base,
         this.tp,
+        forGroup,
       );
     const at = start - seg.base;
     return records.slice(at, at + max);
@@ -322,6 +326,7 @@ export class PartitionLog {
           `${this.dir}/${segmentName(seg.base)}.jsonl`,
           seg.base,
           this.tp,
+          false,
         );
       const r = records.find((r) => Number(r.timestamp) >= ts);
       if (r) return Number(r.offset);
