@@ -1,7 +1,8 @@
 /**
  * The parts of undici the upstream client uses, loaded with a cheaper
  * `assert` (`actors/pipeline/undici_assert.ts`: Deno's `node:assert` allocates
- * on every call, and undici calls it about twenty times per request).
+ * on every call, and undici calls it 23 times per request against a loopback
+ * `204`).
  *
  * ```ts
  * import { Pool, errors, dispatchWithSignal } from "./undici.ts";

@@ -58,9 +58,10 @@ const AssertionError = nodeAssert.AssertionError as new (options: {
 }) => Error & { generatedMessage: boolean };
 
 /**
- * Node's `assert(value[, message])` without its per-call allocations: throws
- * exactly what Node's throws, by calling it, when `value` is falsy (or when it
- * is called with no argument).
+ * Node's `assert(value[, message])` without its per-call allocations. When
+ * `value` is falsy it throws what Node's throws: by calling it when there is
+ * a message (or no argument at all), else an `AssertionError` with the same
+ * fields whose message does not quote the caller's source (module doc).
  */
 export const cheapAssert: NodeAssert = Object.assign(
   function assert(value: unknown, message?: string | Error): void {

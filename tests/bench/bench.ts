@@ -997,25 +997,6 @@ async function printProfiles(dir: string): Promise<void> {
 /** RSS of sluice in local mode (no configuration: embedded log, simulated upstream, 20 records/s). */
 async function idleLocal(z: Sizes): Promise<Row[]> {
   say("idle: local mode, no configuration");
-  /** A local-mode instance with `env`: `during` runs once it is ready, then it stops. */
-  const local = async <T>(
-    env: Record<string, string>,
-    during: (s: SluiceProcess) => Promise<T>,
-  ) => {
-    const s = await startSluiceProcess({ env, denoArgs: sluiceDenoArgs });
-    const untrack = track(async () => {
-      await s.stop("SIGKILL");
-    });
-    try {
-      return await during(s);
-    } finally {
-      untrack();
-      const killer = setTimeout(() => s.stop("SIGKILL"), 30_000);
-      await s.stop("SIGTERM");
-      clearTimeout(killer);
-      await Deno.remove(s.dataDir, { recursive: true }).catch(() => {});
-    }
-  };
   /** RSS samples over `idleSampleS`, `idleSettleS` from now. */
   const idleSamples = async (s: SluiceProcess) => {
     await new Promise((r) => setTimeout(r, z.idleSettleS * 1000));
@@ -1023,7 +1004,7 @@ async function idleLocal(z: Sizes): Promise<Row[]> {
     await new Promise((r) => setTimeout(r, z.idleSampleS * 1000));
     return await rss.stop();
   };
-  const samples = await local({}, idleSamples);
+  const samples = await withSluice({}, idleSamples);
   // Then an instance through which a burst went, back to 20 records/s: what it
   // keeps once the burst is consumed (the embedded log holds a bounded tail,
   // not what was written: actors/log/embedded/log.ts, "Memory"). Ordering
@@ -1031,7 +1012,7 @@ async function idleLocal(z: Sizes): Promise<Row[]> {
   // latency holds local mode to about 240 records/s.
   say("idle: local mode after a burst of records");
   let burst = 0;
-  const after = await local({ SLUICE_ORDERING: "none" }, async (s) => {
+  const after = await withSluice({ SLUICE_ORDERING: "none" }, async (s) => {
     const put = (path: string, body: unknown) =>
       s.json(path, { method: "PUT", body: JSON.stringify(body) });
     await new Promise((r) => setTimeout(r, z.idleSettleS * 1000));
