@@ -15,7 +15,9 @@
  *    `Origin`, filters and room) and are then accepted by `ws` with a
  *    `maxWsPayloadBytes` cap (default 4 KiB) on every client frame: sluice
  *    never uses what clients send, and a larger frame closes the socket
- *    (1009) before it is buffered;
+ *    (1009) before it is buffered. `ws` is loaded at the first upgrade
+ *    request, not at start (about 0.9 MB of heap an instance nobody
+ *    watches does not need; README, Benchmarks: "Loading only what is used");
  *  - a client that goes away mid-body makes the request body fail with a
  *    {@link ClientAbortError}, which the app answers 400 and logs at debug
  *    level (nobody is left to read it).
@@ -30,7 +32,7 @@ import http from "node:http";
 import type { Socket } from "node:net";
 import type { Context, Hono } from "hono";
 // @ts-types="@types/ws"
-import { WebSocketServer } from "ws";
+import type { WebSocketServer } from "ws";
 import { logger } from "../actors/runtime/logger.ts";
 import { closeApp } from "./app.ts";
 import { HttpError } from "./errors.ts";
@@ -305,11 +307,17 @@ async function writeRaw(socket: Socket, r: Response): Promise<void> {
 
 /** Starts serving `app`. Resolves once listening. */
 export async function serveApp(app: Hono, opts: ServeOptions = {}): Promise<RunningServer> {
-  const wss = new WebSocketServer({
-    noServer: true,
-    maxPayload: opts.maxWsPayloadBytes ?? 4096,
-    perMessageDeflate: false,
-  });
+  // Created at the first upgrade request (see the module doc).
+  let wss: WebSocketServer | undefined;
+  let wssLoading: Promise<WebSocketServer> | undefined;
+  const webSocketServer = () =>
+    wssLoading ??= import("ws").then((m) =>
+      wss = new m.WebSocketServer({
+        noServer: true,
+        maxPayload: opts.maxWsPayloadBytes ?? 4096,
+        perMessageDeflate: false,
+      })
+    );
   const requestTimeout = opts.requestTimeoutMs ?? 30_000;
   const headersTimeout = Math.min(opts.headersTimeoutMs ?? 10_000, requestTimeout);
   const server = http.createServer({
@@ -360,6 +368,14 @@ export async function serveApp(app: Hono, opts: ServeOptions = {}): Promise<Runn
   server.on("upgrade", (req: http.IncomingMessage, socket: Socket, head: Buffer) => {
     socket.on("error", () => {});
     track((async () => {
+      let wss: WebSocketServer;
+      try {
+        wss = await webSocketServer();
+      } catch (e) {
+        log.error("WebSocket server not loaded", { error: e });
+        socket.destroy();
+        return;
+      }
       let upgraded = false;
       const env: ServeEnv = {
         remoteAddr: remoteAddr(socket),
@@ -420,7 +436,7 @@ export async function serveApp(app: Hono, opts: ServeOptions = {}): Promise<Runn
   const shutdown = () => {
     done ??= (async () => {
       closeApp(app);
-      for (const ws of wss.clients) ws.terminate();
+      for (const ws of wss?.clients ?? []) ws.terminate();
       const closed = new Promise<void>((r) => server.close(() => r()));
       server.closeIdleConnections();
       // In-flight requests finish, but a client cannot hold the shutdown: 5 s at most.
@@ -432,7 +448,7 @@ export async function serveApp(app: Hono, opts: ServeOptions = {}): Promise<Runn
       clearTimeout(timer);
       server.closeAllConnections();
       await closed;
-      wss.close();
+      wss?.close();
     })();
     return done;
   };

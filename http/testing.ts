@@ -4,7 +4,7 @@
  *
  * @module
  */
-import client from "prom-client";
+import client from "../actors/runtime/prom.ts";
 import type { AppDeps, ReadyReport, ReplayProgress, ReplayRequest } from "./deps.ts";
 
 /** What the fake pipeline has been asked to do. */

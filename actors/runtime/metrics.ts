@@ -6,7 +6,7 @@
  *
  * @module
  */
-import client from "prom-client";
+import client from "./prom.ts";
 import { FAILURE_REASONS } from "../audit/event.ts";
 import { registerRuntimeMetrics } from "./runtime_metrics.ts";
 

@@ -1,6 +1,6 @@
 /**
  * Process-wide runtime services: the structured logger (`logger.ts`), Prometheus
- * metrics (`metrics.ts`; process and runtime
+ * metrics (`metrics.ts`, on prom-client's classes from `prom.ts`; process and runtime
  * metrics: `runtime_metrics.ts`), the event bus (`events.ts`), the actor registry
  * (`registry.ts`), tracing (`tracing.ts`), credential redaction (`redact.ts`)
  * and durable local writes (`durable_fs.ts`).

@@ -138,6 +138,27 @@ Deno.test("deno task bundle builds dist/sluice.js, which runs alone with an empt
         assert.equal(exited, false, `exited before ready:\n${output}`);
         const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
         assert.match(metrics, /requests_total\{outcome="delivered"\}/);
+        // What loads at first use is in the single file too: ws at the first
+        // upgrade (an event arrives), zod at the first control request.
+        const ws = new WebSocket(`ws://127.0.0.1:${port}/ws/events?severity=info`);
+        const closed = new Promise((r) => ws.addEventListener("close", r));
+        try {
+          const event = await new Promise<string>((resolve, reject) => {
+            ws.addEventListener("message", (m) => resolve(String(m.data)), { once: true });
+            ws.addEventListener("error", () => reject(new Error(`WebSocket failed:\n${output}`)));
+          });
+          assert.equal(typeof (JSON.parse(event) as { type: unknown }).type, "string");
+        } finally {
+          ws.close();
+          await closed;
+        }
+        const refused = await fetch(`http://127.0.0.1:${port}/control/rate`, {
+          method: "PUT",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ rate: -1 }),
+        });
+        await refused.body?.cancel();
+        assert.equal(refused.status, 422);
         child.kill("SIGTERM");
         const s = await status;
         await pumps;

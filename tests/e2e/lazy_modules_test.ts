@@ -3,9 +3,11 @@
  * "Memory"): an idle local-mode instance has not loaded the packages of parts
  * that are not configured (Kafka clients, the S3 SDK, OpenTelemetry's SDK,
  * Ajv), nor the parts of undici the upstream client does not use (its
- * `request` API included), nor the request validation (zod and the
- * contract's schemas), which loads at the first control request and then
- * answers as before. Read from the process itself through V8's inspector (the
+ * `request` API included), nor prom-client's index (its cluster and
+ * Pushgateway modules, and OpenTelemetry's API for exemplars), nor the
+ * request validation (zod and the contract's schemas), which loads at the
+ * first control request and then answers as before, nor `ws`, which loads at
+ * the first WebSocket upgrade and then serves it. Read from the process itself through V8's inspector (the
  * scripts it has parsed).
  */
 import assert from "node:assert/strict";
@@ -22,6 +24,8 @@ const NOT_AT_START = [
   "@opentelemetry/exporter-trace-otlp-proto",
   "ajv",
   "zod",
+  "ws",
+  "@opentelemetry/api",
 ];
 
 const packages = (urls: string[]) =>
@@ -32,7 +36,7 @@ const packages = (urls: string[]) =>
     }),
   );
 
-Deno.test("local mode loads no package of an unconfigured part; zod loads at the first control request", async () => {
+Deno.test("local mode loads no package of an unconfigured part; zod loads at the first control request, ws at the first upgrade", async () => {
   const inspect = freePort();
   const s = await startSluiceProcess({ env: {}, denoArgs: [`--inspect=127.0.0.1:${inspect}`] });
   await withSluice(s, async () => {
@@ -51,6 +55,11 @@ Deno.test("local mode loads no package of an unconfigured part; zod loads at the
         .test(u)
     );
     assert.deepEqual(undiciExtras, [], "undici modules the upstream client does not use");
+    // Of prom-client, the metric classes and the collectors registered, not its index.
+    const promIndex = scripts.filter((u) =>
+      /\/prom-client\/[^/]+\/(index\.js|lib\/cluster\.js)/.test(u)
+    );
+    assert.deepEqual(promIndex, [], "prom-client's index or cluster module loaded");
 
     // The first control request loads the validation and is judged by it.
     const bad = await fetch(`${s.url}/control/rate`, {
@@ -72,5 +81,21 @@ Deno.test("local mode loads no package of an unconfigured part; zod loads at the
 
     const doc = await (await fetch(`${s.url}/openapi.json`)).json() as { openapi: string };
     assert.match(doc.openapi, /^3\./);
+
+    // The first upgrade loads ws and is served by it: an event arrives.
+    const ws = new WebSocket(`${s.url.replace("http", "ws")}/ws/events?severity=info`);
+    const first = new Promise<string>((resolve, reject) => {
+      ws.addEventListener("message", (m) => resolve(String(m.data)), { once: true });
+      ws.addEventListener("error", () => reject(new Error("WebSocket /ws/events failed")));
+    });
+    const closed = new Promise<void>((resolve) => ws.addEventListener("close", () => resolve()));
+    try {
+      const event = JSON.parse(await first) as { type: string };
+      assert.equal(typeof event.type, "string");
+      assert.ok(packages(await loadedScripts(`127.0.0.1:${inspect}`)).has("ws"));
+    } finally {
+      ws.close();
+      await closed;
+    }
   });
 });

@@ -14,10 +14,13 @@ import client from "prom-client";
 import { registry } from "../../actors/runtime/metrics.ts";
 import {
   openFileDescriptors,
+  processCpu,
   processMemory,
   registerRuntimeMetrics,
 } from "../../actors/runtime/runtime_metrics.ts";
 import osMemoryHeap from "prom-client/lib/metrics/osMemoryHeap.js";
+import processCpuTotal from "prom-client/lib/metrics/processCpuTotal.js";
+import process from "node:process";
 import processOpenFileDescriptors from "prom-client/lib/metrics/processOpenFileDescriptors.js";
 import net from "node:net";
 import { waitFor } from "../harness/procs.ts";
@@ -170,6 +173,38 @@ Deno.test("runtime metrics: prom-client's default names, event-loop lag measured
   await new Promise((r) => setTimeout(r, 50));
   const ratio = await renderRatio(ours, theirs, "runtime metrics render", "prom-client defaults");
   assert.ok(ratio < 1, `render ratio ${ratio.toFixed(2)} against prom-client's default metrics`);
+});
+
+Deno.test("process CPU counters: prom-client's names, help and types; the process's CPU since it started", async () => {
+  const ours = new client.Registry();
+  processCpu(ours);
+  const theirs = new client.Registry();
+  (processCpuTotal as (r: client.Registry, c: object) => void)(theirs, {});
+  const spin = performance.now() + 30;
+  while (performance.now() < spin) Math.sqrt(Math.random());
+  const value = (text: string, name: string) =>
+    Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1]);
+  const before = process.cpuUsage();
+  const [a, b] = [await ours.metrics(), await theirs.metrics()];
+  const after = process.cpuUsage();
+  // Same metric families, help and types, in the same order.
+  assert.deepEqual(
+    a.split("\n").filter((l) => l.startsWith("#")),
+    b.split("\n").filter((l) => l.startsWith("#")),
+  );
+  const user = value(a, "process_cpu_user_seconds_total");
+  const system = value(a, "process_cpu_system_seconds_total");
+  const total = value(a, "process_cpu_seconds_total");
+  // Since the process started (this test file's imports took CPU before the
+  // counters were registered; prom-client's count from their registration).
+  assert.ok(total >= (before.user + before.system) / 1e6, `${total} s`);
+  assert.ok(total <= (after.user + after.system) / 1e6, `${total} s`);
+  assert.ok(total > value(b, "process_cpu_seconds_total"));
+  assert.ok(Math.abs(user + system - total) < 1e-9);
+  // Counters: the next render counts on from there.
+  const spin2 = performance.now() + 20;
+  while (performance.now() < spin2) Math.sqrt(Math.random());
+  assert.ok(value(await ours.metrics(), "process_cpu_seconds_total") > total);
 });
 
 Deno.test({
