@@ -19,6 +19,7 @@ import { createProcessor } from "../../actors/pipeline/processor.ts";
 import type { AuditEvent } from "../../actors/audit/event.ts";
 import type { DeadLetter } from "../../actors/record/dead_letter.ts";
 import { envelopeOf, loopbackUpstream } from "../harness/loopback_upstream.ts";
+import { waitFor } from "../harness/procs.ts";
 
 const enc = new TextEncoder();
 
@@ -291,6 +292,37 @@ Deno.test("upstream rejects with the caller's reason when its signal aborts", as
     const p = client.deliver(envelopeOf(record()), record(), { signal: ac.signal });
     setTimeout(() => ac.abort(new DOMException("drain", "AbortError")), 30);
     await assert.rejects(p, { name: "AbortError", message: "drain" });
+  } finally {
+    await client.close().catch(() => {});
+    await s.close();
+  }
+});
+
+Deno.test("upstream: a delivery aborted while its request waits for a pool connection never reaches the upstream", async () => {
+  // One connection: A holds it (the upstream hangs), B waits in the pool's
+  // queue. B's caller aborts, then A's (its socket is closed): if B were still
+  // queued, the pool would send it next, before C.
+  const s = loopbackUpstream(() => new Response());
+  s.set((req) => req.headers.get("x-request-id") === "req-3" ? new Response() : s.hang());
+  const client = createUpstreamClient({
+    url: s.url,
+    maxConnections: 1,
+    readTimeoutMs: 10_000,
+    maxRetries: 0,
+    ...fast,
+  });
+  try {
+    const a = new AbortController(), b = new AbortController();
+    const pa = client.deliver(envelopeOf(record(1)), record(1), { signal: a.signal });
+    const pb = client.deliver(envelopeOf(record(2)), record(2), { signal: b.signal });
+    await waitFor(() => s.seen.length === 1, { timeoutMs: 5000, message: "A at the upstream" });
+    b.abort(new Error("B cancelled"));
+    await assert.rejects(pb, /B cancelled/);
+    a.abort(new Error("A cancelled"));
+    await assert.rejects(pa, /A cancelled/);
+    const c = await client.deliver(envelopeOf(record(3)), record(3));
+    assert.equal(c.outcome, "delivered");
+    assert.deepEqual(s.seen.map((r) => r.headers.get("x-request-id")), ["req-1", "req-3"]);
   } finally {
     await client.close().catch(() => {});
     await s.close();
