@@ -43,6 +43,7 @@
  */
 import type { Actor } from "xstate";
 import { type Clock, systemClock, TokenBucket } from "./rate_limiter.ts";
+import type { AbortLike } from "./deadlines.ts";
 import {
   concurrencyLimitEffective,
   rateLimitCeiling,
@@ -246,7 +247,7 @@ export class AdaptiveLimiter {
    * @throws never; the promise rejects with `signal.reason` on abort, or with
    *   an error when the limiter is stopped.
    */
-  acquire(signal?: AbortSignal): Permit | Promise<Permit> {
+  acquire(signal?: AbortLike): Permit | Promise<Permit> {
     if (this.#stopped) return Promise.reject(new Error("Adaptive limiter is stopped"));
     if (!this.paused && this.#bucket.tryAcquire()) {
       if (this.#inflight < this.concurrency && this.#slotWaiters.length === 0) {
@@ -257,7 +258,7 @@ export class AdaptiveLimiter {
     return this.#acquireSlow(signal);
   }
 
-  async #acquireSlow(signal?: AbortSignal): Promise<Permit> {
+  async #acquireSlow(signal?: AbortLike): Promise<Permit> {
     while (this.paused) await this.#waitPause(signal);
     const wait = this.#bucket.acquire(signal);
     if (wait) {
@@ -286,7 +287,7 @@ export class AdaptiveLimiter {
     };
   }
 
-  #waitSlot(signal?: AbortSignal): Promise<Permit> {
+  #waitSlot(signal?: AbortLike): Promise<Permit> {
     if (signal?.aborted) return Promise.reject(signal.reason);
     return new Promise<Permit>((resolve, reject) => {
       const w = {
@@ -319,7 +320,7 @@ export class AdaptiveLimiter {
     }
   }
 
-  #waitPause(signal?: AbortSignal): Promise<void> {
+  #waitPause(signal?: AbortLike): Promise<void> {
     if (signal?.aborted) return Promise.reject(signal.reason);
     if (this.#stopped) return Promise.reject(new Error("Adaptive limiter is stopped"));
     return new Promise<void>((resolve, reject) => {

@@ -28,6 +28,7 @@ import type { Actor } from "xstate";
 import { rateLimitTokens } from "../runtime/metrics.ts";
 import { spawnActor, stopActor } from "../runtime/registry.ts";
 import { rateLimiterMachine, validRate } from "../../machines/rate_limiter.ts";
+import type { AbortLike } from "./deadlines.ts";
 
 /** A clock the bucket reads and schedules with (tests pass xstate's `SimulatedClock`). */
 export interface Clock {
@@ -46,7 +47,7 @@ export const systemClock: Clock = {
 interface Waiter {
   resolve: () => void;
   reject: (e: unknown) => void;
-  signal?: AbortSignal;
+  signal?: AbortLike;
   onAbort?: () => void;
   done: boolean;
 }
@@ -144,7 +145,7 @@ export class TokenBucket {
    * @throws never; the promise rejects with `signal.reason` on abort, or with
    *   an error when the bucket is stopped.
    */
-  acquire(signal?: AbortSignal): Promise<void> | undefined {
+  acquire(signal?: AbortLike): Promise<void> | undefined {
     if (this.tryAcquire()) return undefined;
     if (this.#stopped) return Promise.reject(new Error("Rate limiter is stopped"));
     if (signal?.aborted) return Promise.reject(signal.reason);
@@ -262,7 +263,7 @@ export interface RateLimiterOptions {
 /** The shared rate limiter (token bucket + lifecycle actor). */
 export interface RateLimiter {
   /** See {@link TokenBucket.acquire}. */
-  acquire(signal?: AbortSignal): Promise<void> | undefined;
+  acquire(signal?: AbortLike): Promise<void> | undefined;
   /** See {@link TokenBucket.tryAcquire}. */
   tryAcquire(): boolean;
   /**

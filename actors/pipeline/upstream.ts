@@ -73,18 +73,17 @@
  *
  * @module
  */
-import {
-  addSignal,
-  type Dispatcher,
-  dispatchWithSignal,
-  errors,
-  Pool,
-  removeSignal,
-} from "./undici.ts";
+import { type Dispatcher, dispatchWithSignal, errors, Pool } from "./undici.ts";
 import type { AdaptiveLimiter, CallReport, Permit } from "./adaptive_limiter.ts";
 import type { FailureReason } from "../audit/event.ts";
 import { CircuitOpenError } from "./circuit_breaker.ts";
-import { type Deadline, DeadlineQueue, linkAbort } from "./deadlines.ts";
+import {
+  type AbortLike,
+  CancelScope,
+  type Deadline,
+  DeadlineQueue,
+  linkAbort,
+} from "./deadlines.ts";
 import type { Envelope } from "../record/envelope.ts";
 import { headerValue } from "../record/envelope.ts";
 import { logger } from "../runtime/logger.ts";
@@ -238,15 +237,16 @@ export interface SinkAnswer {
  * and dropped so the socket is reused. `answer` resolves at the body's end,
  * or once more than `limit` bytes came (the request is then aborted: the
  * socket is closed, not reused); it rejects with undici's error (connect,
- * headers or body timeout, a socket closed early) or, when `signal` aborts,
- * with its reason (the request is aborted, or taken out of the pool's queue).
+ * headers or body timeout, a socket closed early) or, when the signal it
+ * {@link ResponseSink.follow follows} aborts, with its reason (the request is
+ * aborted, or taken out of the pool's queue).
  *
  * Instead of undici's `request`: that builds, per response, an
  * `AsyncResource`, a Node `Readable` for the body and the listeners to drain
  * it (see the module doc for the CPU this saves).
  */
 export class ResponseSink {
-  /** Set by undici's `addSignal` when the signal aborts (read by `dispatchWithSignal`). */
+  /** Set when the signal followed aborts (read by undici's `dispatchWithSignal`). */
   reason: unknown = null;
   /** Aborts the request: set at its start, or by the pool's queue hook before. */
   abort: ((reason: unknown) => void) | null = null;
@@ -257,6 +257,7 @@ export class ResponseSink {
   #retryAfter: string | undefined = undefined;
   #read = 0;
   #done = false;
+  #cancel: AbortLike | null = null;
 
   constructor(readonly limit: number) {
     this.answer = new Promise<SinkAnswer>((resolve, reject) => {
@@ -265,10 +266,38 @@ export class ResponseSink {
     });
   }
 
+  /**
+   * Aborts the request when `cancel` aborts, with its reason: what undici's
+   * `addSignal` does for its `request` API, without Node's `addAbortListener`
+   * (see `actors/pipeline/deadlines.ts`). Already aborted: the request is
+   * refused before it is dispatched.
+   */
+  follow(cancel: AbortLike): void {
+    if (cancel.aborted) {
+      this.reason = cancel.reason ?? new errors.RequestAbortedError();
+      return;
+    }
+    this.#cancel = cancel;
+    cancel.addEventListener("abort", this.#onCancel);
+  }
+
+  #onCancel = (): void => {
+    // Kept even when `abort` is set: a queued request that cannot be taken
+    // out of its queue is aborted once it starts (undici's abort-signal.js).
+    this.reason = this.#cancel?.reason ?? new errors.RequestAbortedError();
+    this.#unfollow();
+    this.abort?.(this.reason);
+  };
+
+  #unfollow(): void {
+    this.#cancel?.removeEventListener("abort", this.#onCancel);
+    this.#cancel = null;
+  }
+
   #finish(e?: unknown): void {
     if (this.#done) return;
     this.#done = true;
-    removeSignal(this);
+    this.#unfollow();
     if (e === undefined) this.#resolve({ status: this.#status, retryAfter: this.#retryAfter });
     else this.#reject(e);
   }
@@ -312,18 +341,19 @@ export class ResponseSink {
 
 /**
  * POSTs through `dispatcher` and resolves with the answer once its body is
- * read and dropped (see {@link ResponseSink}).
+ * read and dropped (see {@link ResponseSink}); `signal` (an `AbortSignal` or
+ * a `CancelScope`) aborts it.
  */
 export function post(
   dispatcher: Dispatcher,
   path: string,
   headers: Record<string, string>,
   body: Uint8Array | string,
-  signal: AbortSignal,
+  signal: AbortLike,
   limit: number,
 ): Promise<SinkAnswer> {
   const sink = new ResponseSink(limit);
-  addSignal(sink, signal);
+  sink.follow(signal);
   dispatchWithSignal(dispatcher, { path, method: "POST", headers, body }, sink);
   return sink.answer;
 }
@@ -384,7 +414,7 @@ class Budget {
 }
 
 /** What the flow controller learns from one attempt. */
-function report(caller: object, a: Attempt, signal: AbortSignal): CallReport {
+function report(caller: object, a: Attempt, signal: AbortLike): CallReport {
   switch (a.kind) {
     case "ok":
       return { caller, kind: "ok", status: a.status, latencyMs: a.latencyMs };
@@ -444,7 +474,7 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
   async function attempt(
     body: Uint8Array | string,
     headers: Record<string, string>,
-    signal: AbortSignal,
+    signal: AbortLike,
   ): Promise<Attempt> {
     const started = performance.now();
     inflightRequests.inc();
@@ -484,7 +514,7 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
     return result;
   }
 
-  function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  function sleep(ms: number, signal: AbortLike): Promise<void> {
     return new Promise((resolve, reject) => {
       if (signal.aborted) return reject(signal.reason);
       const onAbort = () => {
@@ -551,10 +581,14 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
     callerSignal: AbortSignal | undefined,
     trace: AttemptTracer | undefined,
   ): Promise<DeliveryResult | "again"> {
-    const ctl = new AbortController();
-    const budget = new Budget(globalTimeoutMs, () => ctl.abort(new GlobalTimeout(globalTimeoutMs)));
+    // The round's cancellation: no AbortController per record (actors/pipeline/deadlines.ts).
+    const cancel = new CancelScope();
+    const budget = new Budget(
+      globalTimeoutMs,
+      () => cancel.abort(new GlobalTimeout(globalTimeoutMs)),
+    );
     // One listener per shared signal, not one per record (actors/pipeline/deadlines.ts).
-    const unlinkCaller = callerSignal ? linkAbort(callerSignal, ctl) : undefined;
+    const unlinkCaller = callerSignal ? linkAbort(callerSignal, cancel) : undefined;
     const firstRound = out.attempts === 0;
     // Clock time of this round's first failure (flow control's judgement).
     let roundFailureAt: number | null = null;
@@ -613,7 +647,7 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
       roundFailureAt ??= performance.now();
       timeoutsTotal.inc({ timeout_type: "global" });
       errorsTotal.inc({ kind: "timeout" });
-      return (await hold()) ?? failed("TIMEOUT_ERROR", (ctl.signal.reason as Error).message);
+      return (await hold()) ?? failed("TIMEOUT_ERROR", (cancel.reason as Error).message);
     };
     try {
       for (let n = 0;; n++) {
@@ -627,10 +661,10 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
         if (flow) {
           budget.suspend();
           try {
-            const p = flow.acquire(ctl.signal);
+            const p = flow.acquire(cancel);
             permit = p instanceof Promise ? await p : p;
           } catch (e) {
-            if (ctl.signal.aborted) throw ctl.signal.reason;
+            if (cancel.aborted) throw cancel.reason;
             throw e;
           }
           budget.resume();
@@ -640,20 +674,20 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
         const span = trace?.attempt(out.attempts);
         const sent = span ? { ...headers, traceparent: span.traceparent } : headers;
         try {
-          const run = (signal: AbortSignal) => {
-            if (signal === ctl.signal) return attempt(body, sent, ctl.signal);
+          const run = (signal?: AbortSignal) => {
+            if (signal === undefined) return attempt(body, sent, cancel);
             // The breaker's signal (aborted on stop) also aborts this attempt.
-            const unlink = linkAbort(signal, ctl);
-            return attempt(body, sent, ctl.signal).finally(unlink);
+            const unlink = linkAbort(signal, cancel);
+            return attempt(body, sent, cancel).finally(unlink);
           };
-          a = breaker ? await breaker.run(run, isUnhealthy) : await run(ctl.signal);
+          a = breaker ? await breaker.run(run, isUnhealthy) : await run();
         } catch (e) {
           permit?.release({ caller, kind: "ignore", latencyMs: 0 });
           span?.end({ kind: e instanceof CircuitOpenError ? "circuit_open" : "aborted" });
           if (e instanceof CircuitOpenError) return failed("CIRCUIT_OPEN", e.message);
           throw e;
         }
-        if (permit) permit.release(report(caller, a, ctl.signal));
+        if (permit) permit.release(report(caller, a, cancel));
         span?.end({
           kind: a.kind,
           status: a.kind === "ok" || a.kind === "http" ? a.status : null,
@@ -668,8 +702,8 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
           return out;
         }
         if (a.kind === "aborted") {
-          if (ctl.signal.reason instanceof GlobalTimeout) return await globalTimedOut();
-          throw ctl.signal.reason;
+          if (cancel.reason instanceof GlobalTimeout) return await globalTimedOut();
+          throw cancel.reason;
         }
         out.lastFailureAt = new Date();
         out.firstFailureAt ??= out.lastFailureAt;
@@ -734,10 +768,10 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
         const asked = flow !== undefined && retryAfterMs !== null;
         if (asked) budget.suspend();
         try {
-          await sleep(delay, ctl.signal);
+          await sleep(delay, cancel);
         } catch {
-          if (ctl.signal.reason instanceof GlobalTimeout) return await globalTimedOut();
-          throw ctl.signal.reason;
+          if (cancel.reason instanceof GlobalTimeout) return await globalTimedOut();
+          throw cancel.reason;
         }
         if (asked) budget.resume();
       }

@@ -13,6 +13,7 @@ import {
   type Permit,
 } from "../../actors/pipeline/adaptive_limiter.ts";
 import { createCircuitBreaker } from "../../actors/pipeline/circuit_breaker.ts";
+import { CancelScope } from "../../actors/pipeline/deadlines.ts";
 import type { SourceRecord } from "../../actors/record/record.ts";
 import { createUpstreamClient } from "../../actors/pipeline/upstream.ts";
 import { envelopeOf, loopbackUpstream } from "../harness/loopback_upstream.ts";
@@ -180,6 +181,30 @@ Deno.test("AdaptiveLimiter.pause holds every new call until its end, and a longe
     (await p).release({ caller: {}, kind: "ok", latencyMs: 1 });
     assert.equal(got, true);
     assert.equal(l.paused, false);
+  } finally {
+    l.stop();
+  }
+});
+
+Deno.test("AdaptiveLimiter: a wait for the end of a pause, a token or a slot ends with the reason of the upstream client's CancelScope", async () => {
+  const clock = new SimulatedClock();
+  const l = new AdaptiveLimiter({ ceiling: 1, burst: 1, clock });
+  try {
+    // Pause.
+    l.pause(20_000);
+    let scope = new CancelScope();
+    let p = l.acquire(scope) as Promise<Permit>;
+    scope.abort(new Error("global timeout"));
+    await assert.rejects(p, /global timeout/);
+    clock.increment(20_000);
+    // Token: the one of the burst is taken, the next waits a second.
+    const first = l.acquire() as Permit;
+    scope = new CancelScope();
+    p = l.acquire(scope) as Promise<Permit>;
+    assert.ok(p instanceof Promise);
+    scope.abort(new Error("drain deadline"));
+    await assert.rejects(p, /drain deadline/);
+    first.release({ caller: {}, kind: "ok", latencyMs: 1 });
   } finally {
     l.stop();
   }

@@ -8,7 +8,7 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { DeadlineQueue, linkAbort } from "../../actors/pipeline/deadlines.ts";
+import { CancelScope, DeadlineQueue, linkAbort } from "../../actors/pipeline/deadlines.ts";
 import { fetchSizes } from "../../actors/log/memory_budget.ts";
 import client from "prom-client";
 import { registry } from "../../actors/runtime/metrics.ts";
@@ -88,6 +88,39 @@ Deno.test("linkAbort aborts every linked controller once, with the reason, and n
   const d = new AbortController();
   linkAbort(shared.signal, d);
   assert.equal(d.signal.reason, reason);
+});
+
+Deno.test("CancelScope aborts once: listeners in order, a removed or late one never, a throwing one does not stop the next", () => {
+  const scope = new CancelScope();
+  const calls: string[] = [];
+  const a = () => calls.push("a");
+  const b = () => calls.push("b");
+  const gone = () => calls.push("gone");
+  scope.addEventListener("abort", a);
+  scope.addEventListener("abort", () => {
+    throw new Error("listener failed");
+  });
+  scope.addEventListener("abort", gone);
+  scope.addEventListener("abort", b);
+  scope.removeEventListener("abort", gone);
+  assert.equal(scope.aborted, false);
+  const reason = new Error("global timeout");
+  scope.abort(reason);
+  scope.abort(new Error("again"));
+  scope.addEventListener("abort", () => calls.push("late"));
+  assert.deepEqual(calls, ["a", "b"]);
+  assert.equal(scope.aborted, true);
+  assert.equal(scope.reason, reason);
+  // No reason: an AbortError, as AbortController.abort() gives.
+  const plain = new CancelScope();
+  plain.abort();
+  assert.ok(plain.reason instanceof DOMException && plain.reason.name === "AbortError");
+  // Linked to a shared signal like an AbortController.
+  const shared = new AbortController();
+  const linked = new CancelScope();
+  linkAbort(shared.signal, linked);
+  shared.abort(new Error("drain deadline"));
+  assert.equal((linked.reason as Error).message, "drain deadline");
 });
 
 Deno.test("fetchSizes: a fetch takes 1/8 of the budget, a partition maxInflight × 256 B within 64 KiB–1 MiB", () => {
