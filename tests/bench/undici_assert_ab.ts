@@ -18,6 +18,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import { alternate, median } from "./alternate.ts";
 
 const WARM = 3_000;
 const MEASURED = 20_000;
@@ -57,8 +58,6 @@ async function child(side: string, port: number): Promise<void> {
   await pool.close();
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
-
 if (import.meta.main) {
   const { values } = parseArgs({
     args: Deno.args,
@@ -75,42 +74,30 @@ if (import.meta.main) {
       { hostname: "127.0.0.1", port: 0, onListen() {} },
       () => new Response(null, { status: 204 }),
     );
-    const cpu: Record<"node" | "sluice", number[]> = { node: [], sluice: [] };
     const rounds = Number(values.rounds);
-    for (let r = 0; r < rounds; r++) {
-      const order = r % 2 === 0 ? ["node", "sluice"] as const : ["sluice", "node"] as const;
-      const line: string[] = [];
-      for (const side of order) {
-        const out = await new Deno.Command(Deno.execPath(), {
-          args: [
-            "run",
-            "-A",
-            "--lock=tests/deno.lock",
-            // the start task's V8 flags
-            "--v8-flags=--max-semi-space-size=2,--memory-balancer",
-            import.meta.filename!,
-            `--child=${side}`,
-            `--port=${server.addr.port}`,
-          ],
-          stdout: "piped",
-          stderr: "inherit",
-        }).output();
-        const ms = Number(new TextDecoder().decode(out.stdout).trim());
-        if (!out.success || !Number.isFinite(ms)) throw new Error(`the ${side} child failed`);
-        cpu[side].push(ms);
-        line.push(`${side} ${ms.toFixed(1)}`);
-      }
-      console.log(`round ${r + 1}: ${line.join(", ")} ms CPU per 1,000 requests`);
+    const port = `--port=${server.addr.port}`;
+    let node: number[], sluice: number[];
+    try {
+      [node, sluice] = await alternate(
+        import.meta.filename!,
+        [{ name: "node", args: ["--child=node", port] }, {
+          name: "sluice",
+          args: ["--child=sluice", port],
+        }],
+        rounds,
+        "ms CPU per 1,000 requests",
+      );
+    } finally {
+      await server.shutdown();
     }
-    await server.shutdown();
-    const lower = cpu.sluice.filter((v, i) => v < cpu.node[i]).length;
+    const lower = sluice.filter((v, i) => v < node[i]).length;
     console.log(
-      `median: undici with Deno's node:assert ${median(cpu.node).toFixed(1)} ms, ` +
+      `median: undici with Deno's node:assert ${median(node).toFixed(1)} ms, ` +
         `with the upstream client's cheaper assert ${
-          median(cpu.sluice).toFixed(1)
+          median(sluice).toFixed(1)
         } ms per 1,000 requests; ` +
         `ratio ${
-          (median(cpu.sluice) / median(cpu.node)).toFixed(2)
+          (median(sluice) / median(node)).toFixed(2)
         }; lower in ${lower} of ${rounds} rounds`,
     );
   }

@@ -21,6 +21,7 @@
 import { parseArgs } from "node:util";
 import { pathToFileURL } from "node:url";
 import { resolve } from "node:path";
+import { alternate, median } from "./alternate.ts";
 
 const WARM = 3_000;
 const MEASURED = 20_000;
@@ -76,8 +77,6 @@ async function child(dir: string, port: number): Promise<void> {
   breaker.stop();
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
-
 if (import.meta.main) {
   const { values } = parseArgs({
     args: Deno.args,
@@ -96,7 +95,6 @@ if (import.meta.main) {
       console.error("Usage: upstream_ab.ts --a DIR --b DIR [--rounds N] (two checkouts of sluice)");
       Deno.exit(2);
     }
-    const dirs = { a: resolve(values.a), b: resolve(values.b) };
     const server = Deno.serve(
       { hostname: "127.0.0.1", port: 0, onListen() {} },
       async (req) => {
@@ -104,44 +102,29 @@ if (import.meta.main) {
         return new Response(null, { status: 204 });
       },
     );
-    const cpu: Record<"a" | "b", number[]> = { a: [], b: [] };
     const rounds = Number(values.rounds);
+    const side = (name: string, dir: string) => ({
+      name,
+      args: [`--child=${resolve(dir)}`, `--port=${server.addr.port}`],
+      cwd: resolve(dir),
+    });
+    let a: number[], b: number[];
     try {
-      for (let r = 0; r < rounds; r++) {
-        const order = r % 2 === 0 ? ["a", "b"] as const : ["b", "a"] as const;
-        const line: string[] = [];
-        for (const side of order) {
-          const out = await new Deno.Command(Deno.execPath(), {
-            args: [
-              "run",
-              "-A",
-              "--lock=tests/deno.lock",
-              // the start task's V8 flags
-              "--v8-flags=--max-semi-space-size=2,--memory-balancer",
-              import.meta.filename!,
-              `--child=${dirs[side]}`,
-              `--port=${server.addr.port}`,
-            ],
-            cwd: dirs[side],
-            stdout: "piped",
-            stderr: "inherit",
-          }).output();
-          const ms = Number(new TextDecoder().decode(out.stdout).trim().split("\n").at(-1));
-          if (!out.success || !Number.isFinite(ms)) throw new Error(`the ${side} child failed`);
-          cpu[side].push(ms);
-          line.push(`${side} ${ms.toFixed(1)}`);
-        }
-        console.log(`round ${r + 1}: ${line.join(", ")} ms CPU per 1,000 deliveries`);
-      }
+      [a, b] = await alternate(
+        import.meta.filename!,
+        [side("a", values.a), side("b", values.b)],
+        rounds,
+        "ms CPU per 1,000 deliveries",
+      );
     } finally {
       await server.shutdown();
     }
-    const lower = cpu.b.filter((v, i) => v < cpu.a[i]).length;
+    const lower = b.filter((v, i) => v < a[i]).length;
     console.log(
-      `median: a (${values.a}) ${median(cpu.a).toFixed(1)} ms, b (${values.b}) ${
-        median(cpu.b).toFixed(1)
+      `median: a (${values.a}) ${median(a).toFixed(1)} ms, b (${values.b}) ${
+        median(b).toFixed(1)
       } ms per 1,000 deliveries; ratio b / a ${
-        (median(cpu.b) / median(cpu.a)).toFixed(2)
+        (median(b) / median(a)).toFixed(2)
       }; b lower in ${lower} of ${rounds} rounds`,
     );
   }
